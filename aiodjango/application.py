@@ -1,0 +1,135 @@
+"""``get_aio_application()``: one aiohttp application for the whole Django project."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Executor
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import get_resolver
+
+from .bridge import WSGIBridge
+from .conf import conf
+from .handlers import make_handler
+from .routing import FallbackResource, LiftedRoutes
+
+
+class AioDjango:
+    """What aiodjango keeps on the application (``app[APP_KEY]``)."""
+
+    def __init__(self, bridge: WSGIBridge, routes: LiftedRoutes, fallback: FallbackResource) -> None:
+        self.bridge = bridge
+        self.routes = routes
+        self.fallback = fallback
+
+
+APP_KEY = web.AppKey("aiodjango", AioDjango)
+
+
+def get_aio_application(
+    wsgi: Optional[Callable[..., Any]] = None,
+    *,
+    include_static: bool = False,
+    urlconf: Any = None,
+    executor: Optional[Executor] = None,
+    threads: Optional[int] = None,
+    **app_kwargs: Any,
+) -> web.Application:
+    """Build an aiohttp application serving the Django project.
+
+    Every coroutine view of the URLconf (``async def`` functions, and
+    ``aiohttp.web.View`` subclasses) is served natively by aiohttp;
+    everything else goes to ``wsgi`` (by default Django's
+    ``get_wsgi_application()``) through a thread-pool bridge.
+
+    :param wsgi: the project's WSGI application, WSGI middleware included.
+    :param include_static: serve ``STATIC_URL`` from ``STATIC_ROOT``.
+    :param urlconf: the URLconf to lift from (default ``ROOT_URLCONF``).
+    :param executor: run the WSGI app in this executor instead of aiodjango's pool.
+    :param threads: size of aiodjango's pool (default ``AIODJANGO_THREADS``).
+    :param app_kwargs: passed on to ``aiohttp.web.Application``.
+    """
+    if wsgi is None:
+        from django.core.wsgi import get_wsgi_application
+
+        wsgi = get_wsgi_application()
+    elif not callable(wsgi):
+        raise TypeError(
+            f"get_aio_application() takes a WSGI application (a callable), got {wsgi!r}."
+        )
+    if threads is None:
+        threads = conf.AIODJANGO_THREADS
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ImproperlyConfigured(
+            f"The thread count must be a positive integer (threads= or AIODJANGO_THREADS), "
+            f"got {threads!r}."
+        )
+
+    app = web.Application(**app_kwargs)
+    bridge = WSGIBridge(wsgi, executor=executor, threads=threads)
+
+    resolver = get_resolver(urlconf)
+    routes = LiftedRoutes.from_resolver(resolver, make_handler, urlconf=urlconf)
+    routes.register(app.router)
+    if include_static:
+        _add_static(app)
+    fallback = FallbackResource(bridge.handle, routes)
+    app.router.register_resource(fallback)
+
+    app[APP_KEY] = AioDjango(bridge, routes, fallback)
+    app.on_startup.append(_keep_fallback_last)
+    app.on_cleanup.append(_shutdown_bridge)
+    return app
+
+
+def _add_static(app: web.Application) -> None:
+    static_url = settings.STATIC_URL
+    static_root = settings.STATIC_ROOT
+    if not static_url:
+        raise ImproperlyConfigured("include_static=True needs the STATIC_URL setting.")
+    parts = urlsplit(str(static_url))
+    if parts.scheme or parts.netloc:
+        raise ImproperlyConfigured(
+            f"include_static=True serves STATIC_URL locally, but STATIC_URL is the "
+            f"absolute URL {static_url!r}. Use a path such as '/static/', or leave "
+            f"include_static off and let that host serve the files."
+        )
+    if not static_root:
+        raise ImproperlyConfigured(
+            "include_static=True serves files from STATIC_ROOT, which is not set. Set "
+            "STATIC_ROOT and run 'manage.py collectstatic'."
+        )
+    if not os.path.isdir(static_root):
+        raise ImproperlyConfigured(
+            f"include_static=True serves files from STATIC_ROOT, but {str(static_root)!r} "
+            f"is not a directory. Run 'manage.py collectstatic' first."
+        )
+    prefix = "/" + parts.path.strip("/")
+    app.router.add_static(prefix, static_root)
+
+
+async def _keep_fallback_last(app: web.Application) -> None:
+    """Routes added after ``get_aio_application()`` must still come before Django.
+
+    aiohttp tries resources of one index bucket (3.10+) or all resources
+    (3.9) in registration order, so move the fallback behind the routes
+    added since.  Start-up runs before the router is frozen.
+    """
+    router = app.router
+    fallback = app[APP_KEY].fallback
+    lists = [getattr(router, "_resources", None)]
+    index = getattr(router, "_resource_index", None)
+    if isinstance(index, dict):
+        lists.append(index.get(fallback.canonical))
+    for resources in lists:
+        if isinstance(resources, list) and fallback in resources and resources[-1] is not fallback:
+            resources.remove(fallback)
+            resources.append(fallback)
+
+
+async def _shutdown_bridge(app: web.Application) -> None:
+    await app[APP_KEY].bridge.shutdown()

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_version():
+    for line in (HERE / "aiodjango" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    raise RuntimeError("__version__ not found in aiodjango/__init__.py")
+
+
+setup(
+    name="aiodjango",
+    version=read_version(),
+    description="Serve aiohttp handlers (async views, websockets) next to Django views, from one server.",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="BSD-3-Clause",
+    packages=find_packages(include=["aiodjango", "aiodjango.*"]),
+    package_data={"aiodjango": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "Django>=4.2",
+        "aiohttp>=3.9,<4",
+    ],
+    extras_require={
+        "gunicorn": ["gunicorn>=21"],
+        "uvloop": ["uvloop"],
+        "test": [
+            "pytest>=8",
+            "pytest-aiohttp>=1.0",
+            "pytest-asyncio>=0.23",
+            "pytest-django>=4.8",
+            "hypothesis>=6",
+            "gunicorn>=21",
+        ],
+    },
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: Web Environment",
+        "Framework :: AsyncIO",
+        "Framework :: Django",
+        "Framework :: Django :: 4.2",
+        "Framework :: Django :: 5.2",
+        "Framework :: Django :: 6.0",
+        "Framework :: aiohttp",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: BSD License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
+)
