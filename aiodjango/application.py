@@ -14,6 +14,7 @@ from django.urls import get_resolver
 
 from .bridge import WSGIBridge
 from .conf import conf
+from .db import close_idle_threads
 from .handlers import make_handler
 from .routing import FallbackResource, LiftedRoutes
 
@@ -83,6 +84,7 @@ def get_aio_application(
     app[APP_KEY] = AioDjango(bridge, routes, fallback)
     app.on_startup.append(_keep_fallback_last)
     app.on_cleanup.append(_shutdown_bridge)
+    app.on_cleanup.append(close_idle_threads)
     return app
 
 

@@ -22,5 +22,41 @@ class Settings:
         """Dotted path of an aiohttp application for ``runserver`` to serve."""
         return getattr(settings, "AIODJANGO_APPLICATION", None)
 
+    @property
+    def AIODJANGO_CHECK_HOST(self) -> bool:
+        """Check the Host of requests to lifted views against ``ALLOWED_HOSTS``."""
+        return bool(getattr(settings, "AIODJANGO_CHECK_HOST", True))
+
+    @property
+    def AIODJANGO_CHECK_ORIGIN(self) -> bool:
+        """Refuse websocket handshakes on lifted views from origins not allowed."""
+        return bool(getattr(settings, "AIODJANGO_CHECK_ORIGIN", True))
+
+    @property
+    def AIODJANGO_DB_THREADS(self) -> int:
+        """Idle database threads kept for lifted views (each may keep a connection)."""
+        return getattr(settings, "AIODJANGO_DB_THREADS", 8)
+
+    @property
+    def AIODJANGO_MAX_REQUEST_BODY_SIZE(self) -> int | None:
+        """Largest request body the WSGI bridge accepts, in bytes (``None``: no limit)."""
+        from .bridge import DEFAULT_MAX_REQUEST_BODY_SIZE
+
+        return getattr(settings, "AIODJANGO_MAX_REQUEST_BODY_SIZE", DEFAULT_MAX_REQUEST_BODY_SIZE)
+
+    @property
+    def AIODJANGO_SPOOL_THRESHOLD(self) -> int:
+        """Request bodies larger than this many bytes are spooled to a temporary file."""
+        from .bridge import DEFAULT_SPOOL_THRESHOLD
+
+        return getattr(settings, "AIODJANGO_SPOOL_THRESHOLD", DEFAULT_SPOOL_THRESHOLD)
+
+    @property
+    def AIODJANGO_SHUTDOWN_TIMEOUT(self) -> float:
+        """Seconds the WSGI bridge waits for running requests on shutdown."""
+        from .bridge import DEFAULT_SHUTDOWN_TIMEOUT
+
+        return getattr(settings, "AIODJANGO_SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)
+
 
 conf = Settings()

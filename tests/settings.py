@@ -1,5 +1,8 @@
 """Settings for aiodjango's own test suite."""
 
+import os
+import tempfile
+
 SECRET_KEY = "aiodjango-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
@@ -43,6 +46,12 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": ":memory:",
+        # The test database is a file: lifted views run the ORM in other
+        # threads, which must all see it (and whose open file descriptors
+        # tests count).  One per process, so concurrent runs don't share it.
+        "TEST": {
+            "NAME": os.path.join(tempfile.gettempdir(), f"aiodjango-tests-{os.getpid()}.sqlite3")
+        },
     }
 }
 

@@ -1,0 +1,192 @@
+"""A Django ``HttpRequest`` standing for an aiohttp request, and its response phase.
+
+Sessions, users and CSRF are Django's own code (``SessionMiddleware``,
+``django.contrib.auth``, ``CsrfViewMiddleware``), and they work on an
+``HttpRequest``.  For a lifted view aiodjango builds one lazily, from the same
+WSGI environ the bridge would give Django, and keeps it with the request's
+state.  After the view, the middleware's response half runs on a stand-in
+response and its cookies (and ``Vary``) are copied to the aiohttp response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from http.cookies import SimpleCookie
+from typing import Any, Optional, Sequence
+
+from aiohttp import hdrs, web
+from asgiref.sync import sync_to_async
+from django.core.handlers.wsgi import LimitedStream, WSGIRequest
+from django.http import HttpResponse
+
+from .db import current_context
+from .environ import base_environ, build_environ
+
+logger = logging.getLogger("aiodjango.auth")
+
+
+class RequestState:
+    """What aiodjango knows about one aiohttp request on Django's side."""
+
+    __slots__ = ("request", "django", "session", "user", "uses_csrf", "cookies", "has_body")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.request = request
+        self.django: Optional[WSGIRequest] = None
+        self.session: Any = None
+        self.user: Any = None
+        self.uses_csrf = False
+        self.cookies: SimpleCookie = SimpleCookie()
+        self.has_body = False
+
+
+_RequestKey = getattr(web, "RequestKey", None)
+STATE_KEY: Any = (
+    _RequestKey("aiodjango_state", RequestState) if _RequestKey is not None else "aiodjango_state"
+)
+
+
+def request_of(args: Sequence[Any]) -> web.Request:
+    """The request of a handler call: ``(request)`` or ``(aiohttp_view_instance)``."""
+    if not args:
+        raise TypeError("An aiohttp handler takes the request as its first argument.")
+    first = args[0]
+    if isinstance(first, web.View):
+        return first.request
+    if isinstance(first, web.BaseRequest):
+        return first  # type: ignore[return-value]
+    raise TypeError(
+        f"Expected an aiohttp.web.Request (or web.View) as first argument, got "
+        f"{type(first).__module__}.{type(first).__qualname__}. aiodjango's decorators "
+        f"are for aiohttp handlers; Django views use Django's own decorators."
+    )
+
+
+def state_of(request: web.BaseRequest) -> RequestState:
+    """The request's :class:`RequestState`, created on first use."""
+    try:
+        return request[STATE_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    state = RequestState(request)
+    request[STATE_KEY] = state
+    context = current_context()
+    if context is not None and context.request is request:
+        context.auth = state  # the lifted handler finishes it after the view
+    return state
+
+
+def django_request(request: web.BaseRequest, body: bytes = b"") -> WSGIRequest:
+    """The ``HttpRequest`` standing for ``request`` (one per request).
+
+    ``body`` is given when Django must read the form (the CSRF check).
+    """
+    state = state_of(request)
+    dj = state.django
+    if dj is None:
+        environ = build_environ(
+            request, base_environ(), io.BytesIO(body), len(body) if body else None
+        )
+        dj = state.django = WSGIRequest(environ)
+        state.has_body = bool(body)
+    elif body and not state.has_body:
+        dj._stream = LimitedStream(io.BytesIO(body), len(body))
+        dj.META["CONTENT_LENGTH"] = str(len(body))
+        for attr in ("_post", "_files"):
+            dj.__dict__.pop(attr, None)
+        state.has_body = True
+    return dj
+
+
+def to_aiohttp_response(response: HttpResponse) -> web.Response:
+    """An aiohttp copy of a (non-streaming) Django response, cookies included."""
+    result = web.Response(status=response.status_code, body=response.content)
+    for name, value in response.items():
+        if name.lower() != "content-length":
+            result.headers.add(name, value)
+    for morsel in response.cookies.values():
+        result.headers.add(hdrs.SET_COOKIE, morsel.OutputString())
+    return result
+
+
+def _no_response(request: Any) -> None:  # pragma: no cover - never called
+    return None
+
+
+def response_phase(dj: WSGIRequest, status: int, vary: Optional[str]) -> tuple[SimpleCookie, Optional[str]]:
+    """Run the response half of CSRF and session middleware (in Django's order).
+
+    Saves the session if it changed; returns the cookies to set and ``Vary``.
+    Thread-sensitive: it may touch the database.
+    """
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    stand_in = HttpResponse(status=status)
+    if vary:
+        stand_in.headers["Vary"] = vary
+    if dj.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+        CsrfViewMiddleware(_no_response).process_response(dj, stand_in)
+    if hasattr(dj, "session"):
+        SessionMiddleware(_no_response).process_response(dj, stand_in)
+    return stand_in.cookies, stand_in.headers.get("Vary")
+
+
+async def run_response_phase(state: RequestState, response: Optional[web.StreamResponse]) -> None:
+    """Save what needs saving; note the cookies to send on ``response``."""
+    dj = state.django
+    if dj is None or not (hasattr(dj, "session") or dj.META.get("CSRF_COOKIE_NEEDS_UPDATE")):
+        return
+    if response is not None and not response.prepared:
+        status, vary = response.status, response.headers.get(hdrs.VARY)
+    else:
+        status, vary = 200, None
+    cookies, new_vary = await sync_to_async(response_phase, thread_sensitive=True)(dj, status, vary)
+    state.cookies.update(cookies)
+    if response is not None and not response.prepared and new_vary:
+        response.headers[hdrs.VARY] = new_vary
+
+
+def send_cookies(state: RequestState, response: Optional[web.StreamResponse]) -> None:
+    """Put the pending cookies on ``response``, or warn if it already started (or is gone)."""
+    cookies = state.cookies
+    if not cookies:
+        return
+    if response is not None and not response.prepared:
+        for morsel in cookies.values():
+            response.headers.add(hdrs.SET_COOKIE, morsel.OutputString())
+        if hdrs.VARY not in response.headers:
+            response.headers[hdrs.VARY] = "Cookie"
+        cookies.clear()
+        return
+    sent = state.request.cookies
+    changed = [name for name, morsel in cookies.items() if sent.get(name) != morsel.value]
+    cookies.clear()
+    if changed:
+        logger.warning(
+            "The %s cookie of %s changed but could not be sent: the response had already "
+            "started (a websocket or a stream). Log users in and out, and set up their "
+            "session, in HTTP views.",
+            " and ".join(repr(name) for name in changed),
+            state.request.path,
+        )
+
+
+async def _finish(state: RequestState, response: Optional[web.StreamResponse]) -> None:
+    await run_response_phase(state, response)
+    send_cookies(state, response)
+
+
+async def finish(state: RequestState, response: Optional[web.StreamResponse]) -> None:
+    """After a lifted view: save the session, send cookies.
+
+    ``response`` is ``None`` when the view was cancelled (its client went
+    away, e.g. a websocket closed under ``handler_cancellation``): the
+    session is still saved.  Shielded: a cancellation of the handler does
+    not stop it half-way.
+    """
+    if state.django is None and not state.cookies:
+        return
+    await asyncio.shield(_finish(state, response))

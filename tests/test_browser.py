@@ -1,0 +1,106 @@
+"""The example's chat room in a real browser: Debian's headless Chromium, driven by playwright.
+
+Needs the ``chromium`` package (``bash .ci/system-deps``) and pip's
+``playwright``; its own browser download (``playwright install``) is never used.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.example_servers import gunicorn, migrated_db, require_binary
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 10_000
+
+
+def import_playwright():
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true needs it.")
+        pytest.skip(reason)
+    return async_playwright
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    db = migrated_db(tmp_path_factory)
+    with gunicorn(tmp_path_factory.mktemp("browser-logs"), db) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser():
+    chromium = require_binary("chromium")
+    async_playwright = import_playwright()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_FLAGS, chromium_sandbox=False
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def open_page(browser, url: str):
+    # One context per page: two separate visitors, no shared cookies.
+    context = await browser.new_context()
+    page = await context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    response = await page.goto(url)
+    assert response.status == 200
+    return page, errors
+
+
+async def test_message_typed_in_one_page_appears_in_the_other(server, browser, tmp_path):
+    room_url = server.url + "/chat/lobby/"
+    alice, alice_errors = await open_page(browser, room_url)
+    bob, bob_errors = await open_page(browser, room_url)
+    home, home_errors = await open_page(browser, server.url + "/")
+    try:
+        for page in (alice, bob):
+            await page.wait_for_selector("#status.connected")
+        # Bob is in the room once Alice has seen him join.
+        await alice.locator("#log .notice.join").nth(1).wait_for()
+
+        await alice.fill("#message", "Hello from Alice")
+        await alice.press("#message", "Enter")
+
+        said = bob.locator("#log .message", has_text="Hello from Alice")
+        await said.wait_for()
+        assert await said.locator(".user").text_content() == "anonymous"
+        assert await said.locator(".text").text_content() == "Hello from Alice"
+        # The sender sees it too, through the same broadcast.
+        await alice.locator("#log .message", has_text="Hello from Alice").wait_for()
+        # And the home page follows the lobby over server-sent events.
+        await home.locator("#feed .message", has_text="Hello from Alice").wait_for()
+        assert await alice.input_value("#message") == ""
+    except Exception:
+        await bob.screenshot(path=str(tmp_path / "bob.png"))
+        raise
+    assert alice_errors == bob_errors == home_errors == []
+
+
+async def test_static_css_is_applied(server, browser):
+    page, errors = await open_page(browser, server.url + "/chat/styled/")
+    header = await page.eval_on_selector(".site-header", "e => getComputedStyle(e).backgroundColor")
+    assert header == "rgb(12, 75, 51)"
+    display = await page.eval_on_selector(".send", "e => getComputedStyle(e).display")
+    assert display == "flex"
+    assert errors == []

@@ -1,0 +1,308 @@
+"""The example project, served for real by gunicorn's aiohttp worker.
+
+Each side of aiodjango as a user meets it: Django pages (templates, static
+files, the admin with a login), a lifted JSON endpoint, the chat room's
+websocket and the room's server-sent events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import aiohttp
+import pytest
+
+from tests.example_servers import (
+    EXAMPLE,
+    PYTHON,
+    ROOT,
+    example_env,
+    free_port,
+    gunicorn,
+    migrated_db,
+    stop,
+    wait_for_http,
+)
+
+TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@pytest.fixture(scope="module")
+def example_db(tmp_path_factory):
+    """A private copy of the migrated database, with an admin user."""
+    db = tmp_path_factory.mktemp("example") / "db.sqlite3"
+    shutil.copy(migrated_db(tmp_path_factory), db)
+    subprocess.run(
+        [PYTHON, "manage.py", "createsuperuser", "--noinput"],
+        cwd=EXAMPLE,
+        env=example_env(
+            db,
+            DJANGO_SUPERUSER_USERNAME="admin",
+            DJANGO_SUPERUSER_EMAIL="admin@example.com",
+            DJANGO_SUPERUSER_PASSWORD="correct horse battery staple",
+        ),
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    return db
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, example_db):
+    with gunicorn(tmp_path_factory.mktemp("logs"), example_db) as running:
+        yield running
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession(timeout=TIMEOUT, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def next_json(ws: aiohttp.ClientWebSocketResponse) -> dict:
+    message = await asyncio.wait_for(ws.receive(), 10)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    return json.loads(message.data)
+
+
+def test_migrate_creates_the_sqlite_database(tmp_path_factory):
+    db = migrated_db(tmp_path_factory)
+    with sqlite3.connect(db) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    connection.close()
+    assert {"auth_user", "django_session", "django_admin_log"} <= tables
+
+
+async def test_readme_commands_run_the_example(tmp_path, http):
+    # README: python example/manage.py migrate && python example/manage.py runserver
+    env = example_env(tmp_path / "db.sqlite3")
+    subprocess.run(
+        [PYTHON, "example/manage.py", "migrate", "--noinput"],
+        cwd=ROOT, env=env, check=True, timeout=120, capture_output=True,
+    )
+    port = free_port()
+    log = tmp_path / "runserver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [PYTHON, "example/manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_for_http, url + "/api/hello/readme/", proc, log)
+        async with http.get(url + "/") as response:
+            assert response.status == 200
+            assert "Django and aiohttp, one server" in await response.text()
+        async with http.get(url + "/static/chat/chat.css") as response:
+            assert response.status == 200
+        async with http.get(url + "/api/hello/readme/") as response:
+            assert await response.json() == {"hello": "readme", "served_by": "aiohttp", "pid": proc.pid}
+        async with http.ws_connect(url + "/chat/readme/ws/") as ws:
+            assert await next_json(ws) == {"type": "join", "user": "anonymous"}
+            await ws.send_str("hi")
+            assert (await next_json(ws))["text"] == "hi"
+    finally:
+        stop(proc)
+
+
+async def test_home_page_is_a_django_template(server, http):
+    async with http.get(server.url + "/") as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        # Django's middleware ran: it is a Django response.
+        assert response.headers["X-Frame-Options"] == "DENY"
+        body = await response.text()
+    assert "<h1>Django and aiohttp, one server</h1>" in body
+    assert 'href="/static/chat/chat.css"' in body
+    assert 'data-events-url="/chat/lobby/events/"' in body
+
+
+async def test_static_css_and_js_are_served(server, http):
+    async with http.get(server.url + "/static/chat/chat.css") as response:
+        assert response.status == 200
+        assert response.content_type == "text/css"
+        assert "background-color: rgb(12, 75, 51)" in await response.text()
+    async with http.get(server.url + "/static/chat/chat.js") as response:
+        assert response.status == 200
+        assert "new WebSocket" in await response.text()
+
+
+async def test_lifted_json_endpoint_takes_its_url_parameter(server, http):
+    async with http.get(server.url + "/api/hello/w%C3%B6rld/") as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        # Served by aiohttp directly: Django's middleware never saw it.
+        assert "X-Frame-Options" not in response.headers
+        data = await response.json()
+    assert data["hello"] == "wörld"
+    assert data["served_by"] == "aiohttp"
+    assert data["pid"] != server.proc.pid  # a worker, not the gunicorn master
+
+
+async def test_room_page_reverses_the_lifted_socket_url(server, http):
+    async with http.get(server.url + "/chat/general/") as response:
+        assert response.status == 200
+        body = await response.text()
+    assert "<h1>#general</h1>" in body
+    assert 'data-socket-url="/chat/general/ws/"' in body
+
+
+async def test_bad_room_name_is_a_django_404(server, http):
+    async with http.get(server.url + "/chat/not.a.slug/ws/") as response:
+        assert response.status == 404
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_chat_between_two_websockets(server, http):
+    url = server.url + "/chat/two-people/ws/"
+    async with http.ws_connect(url) as first:
+        assert await next_json(first) == {"type": "join", "user": "anonymous"}
+        async with http.ws_connect(url) as second:
+            assert await next_json(second) == {"type": "join", "user": "anonymous"}
+            assert await next_json(first) == {"type": "join", "user": "anonymous"}
+
+            await first.send_str("  hello, second  ")
+            expected = {"type": "message", "user": "anonymous", "text": "hello, second"}
+            assert await next_json(second) == expected
+            assert await next_json(first) == expected
+
+            await second.send_str("   ")  # blank: ignored
+            await second.send_str("x" * 2000)  # too long: cut
+            reply = await next_json(first)
+            assert reply["text"] == "x" * 500
+        assert await next_json(first) == {"type": "leave", "user": "anonymous"}
+
+
+async def test_rooms_do_not_hear_each_other(server, http):
+    async with http.ws_connect(server.url + "/chat/room-a/ws/") as a, http.ws_connect(
+        server.url + "/chat/room-b/ws/"
+    ) as b:
+        assert (await next_json(a))["type"] == "join"
+        assert (await next_json(b))["type"] == "join"
+        await a.send_str("for room a")
+        assert (await next_json(a))["text"] == "for room a"
+        await b.send_str("for room b")
+        # b's next message is its own: a's never arrived.
+        assert (await next_json(b))["text"] == "for room b"
+
+
+async def test_server_sent_events_follow_the_room(server, http):
+    async with http.get(server.url + "/chat/sse/events/") as stream:
+        assert stream.status == 200
+        assert stream.content_type == "text/event-stream"
+        assert stream.headers["Cache-Control"] == "no-cache"
+        assert await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 10) == b"retry: 2000\n\n"
+        async with http.ws_connect(server.url + "/chat/sse/ws/") as ws:
+            await ws.send_str("to the listeners")
+            events = []
+            while len(events) < 2:
+                raw = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 10)
+                fields = dict(line.split(": ", 1) for line in raw.decode().strip().split("\n"))
+                events.append((fields["event"], json.loads(fields["data"])))
+    assert events == [
+        ("join", {"type": "join", "user": "anonymous"}),
+        ("message", {"type": "message", "user": "anonymous", "text": "to the listeners"}),
+    ]
+
+
+async def test_blocking_django_view_leaves_lifted_routes_free(server, http):
+    slow = asyncio.ensure_future(http.get(server.url + "/slow/?seconds=1.5"))
+    try:
+        async with http.get(server.url + "/api/hello/fast/") as response:
+            assert response.status == 200
+        assert not slow.done()
+        response = await slow
+        assert response.status == 200
+        assert (await response.json())["slept"] == 1.5
+        response.release()
+    finally:
+        slow.cancel()
+
+
+async def test_admin_login_through_django(server, http):
+    async with http.get(server.url + "/admin/login/?next=/admin/") as response:
+        assert response.status == 200
+        page = await response.text()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {
+        "csrfmiddlewaretoken": token,
+        "username": "admin",
+        "password": "correct horse battery staple",
+        "next": "/admin/",
+    }
+    async with http.post(
+        server.url + "/admin/login/?next=/admin/",
+        data=form,
+        headers={"Referer": server.url + "/admin/login/"},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 302, await response.text()
+        assert response.headers["Location"] == "/admin/"
+    async with http.get(server.url + "/admin/") as response:
+        assert response.status == 200
+        assert "Site administration" in await response.text()
+
+
+# The chat's broadcast channel, in-process -----------------------------------
+
+
+@pytest.fixture
+def broadcast(monkeypatch):
+    """The example's ``chat.broadcast`` module, with a fresh process channel."""
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    from chat import broadcast
+
+    monkeypatch.setattr(broadcast, "_channel", None)
+    return broadcast
+
+
+async def test_local_channel_fans_out_per_room(broadcast):
+    channel = broadcast.LocalChannel()
+    async with channel.subscribe("a") as first, channel.subscribe("a") as second:
+        async with channel.subscribe("b") as other:
+            await channel.publish("a", {"n": 1})
+            await channel.publish("b", {"n": 2})
+            assert await asyncio.wait_for(first.__anext__(), 1) == {"n": 1}
+            assert await asyncio.wait_for(second.__anext__(), 1) == {"n": 1}
+            assert await asyncio.wait_for(other.__anext__(), 1) == {"n": 2}
+            assert channel.listeners("a") == 2
+    assert channel.listeners("a") == channel.listeners("b") == 0
+    await channel.publish("a", {"n": 3})  # nobody listens: dropped quietly
+
+
+async def test_local_channel_drops_messages_for_a_stuck_listener(broadcast, caplog):
+    channel = broadcast.LocalChannel()
+    async with channel.subscribe("a") as stuck:
+        for n in range(broadcast.QUEUE_SIZE + 1):
+            await channel.publish("a", {"n": n})
+        assert "too slow; message dropped" in caplog.text
+        assert await asyncio.wait_for(stuck.__anext__(), 1) == {"n": 0}
+
+
+def test_channel_backend_comes_from_the_setting(broadcast, settings):
+    settings.CHAT_CHANNEL = {"BACKEND": "chat.broadcast.LocalChannel"}
+    assert isinstance(broadcast.get_channel(), broadcast.LocalChannel)
+    assert broadcast.get_channel() is broadcast.get_channel()
+
+
+def test_unknown_channel_backend_names_the_setting(broadcast, settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CHAT_CHANNEL = {"BACKEND": "chat.broadcast.Nope"}
+    with pytest.raises(ImproperlyConfigured, match=r"CHAT_CHANNEL\['BACKEND'\] = 'chat.broadcast.Nope'"):
+        broadcast.get_channel()
+
+
+def test_redis_channel_without_redis_py_says_what_to_install(broadcast, monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ImproperlyConfigured, match="pip install redis"):
+        broadcast.RedisChannel("redis://127.0.0.1:6379/0")
