@@ -71,7 +71,14 @@ def get_aio_application(
         )
 
     app = web.Application(**app_kwargs)
-    bridge = WSGIBridge(wsgi, executor=executor, threads=threads)
+    bridge = WSGIBridge(
+        wsgi,
+        executor=executor,
+        threads=threads,
+        max_request_body_size=conf.AIODJANGO_MAX_REQUEST_BODY_SIZE,
+        spool_threshold=conf.AIODJANGO_SPOOL_THRESHOLD,
+        shutdown_timeout=conf.AIODJANGO_SHUTDOWN_TIMEOUT,
+    )
 
     resolver = get_resolver(urlconf)
     routes = LiftedRoutes.from_resolver(resolver, make_handler, urlconf=urlconf)

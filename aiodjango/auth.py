@@ -35,6 +35,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth as django_auth
 from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.core.exceptions import DisallowedHost
 from django.shortcuts import resolve_url
 
 from .django_request import django_request, request_of, run_response_phase, send_cookies, state_of
@@ -118,17 +119,23 @@ async def save_session(request: web.BaseRequest, response: Optional[web.StreamRe
 
 
 def _redirect_to_login(request: web.BaseRequest, login_url: Optional[str], field: str) -> web.StreamResponse:
-    # As django.contrib.auth.decorators.user_passes_test builds it.
+    # As django.contrib.auth.decorators.user_passes_test does it, on the
+    # request's Django stand-in.
     from django.contrib.auth.views import redirect_to_login
 
-    path = str(request.url)
+    dj = django_request(request)
     resolved = resolve_url(login_url or settings.LOGIN_URL)
+    path = dj.get_full_path()
+    try:
+        absolute = dj.build_absolute_uri()
+    except DisallowedHost:  # the view opted out of the Host check
+        absolute = path
     login_scheme, login_netloc = urlsplit(resolved)[:2]
-    current_scheme, current_netloc = urlsplit(path)[:2]
-    if (not login_scheme or login_scheme == current_scheme) and (
-        not login_netloc or login_netloc == current_netloc
+    current_scheme, current_netloc = urlsplit(absolute)[:2]
+    if (login_scheme and login_scheme != current_scheme) or (
+        login_netloc and login_netloc != current_netloc
     ):
-        path = request.path_qs
+        path = absolute
     redirect = redirect_to_login(path, resolved, field)
     return web.Response(status=302, headers={"Location": redirect["Location"]})
 

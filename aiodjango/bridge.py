@@ -16,18 +16,16 @@ How a request goes through (see ``docs/bridge.rst``):
    with ``await`` (back-pressure); ``wsgi.file_wrapper`` on a real file is
    sent with ``loop.sendfile``.  The iterable is closed exactly once, in the
    pool, on every path.
+
+Modules: ``environ`` (request body, environ), ``exchange`` (the pool side:
+``start_response``, iteration, header checks), ``pool`` (the threads), and
+this one (the aiohttp side: sending, streaming, sendfile, shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-import os
-import queue
-import re
-import stat
-import threading
 from concurrent.futures import Executor
 from typing import Any, Callable
 
@@ -37,11 +35,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .environ import (
     AIOHTTP_REQUEST_KEY,
     FileWrapper,
+    RequestBodySpoolError,
     RequestBodyTooLarge,
     base_environ,
     build_environ,
     read_body,
 )
+from .exchange import EMPTY_BODY_STATUS, SINGLE, STREAM, Exchange, InvalidResponse
+from .pool import Inbox, ThreadPool, run_job
 
 __all__ = [
     "AIOHTTP_REQUEST_KEY",
@@ -66,323 +67,6 @@ DEFAULT_MAX_REQUEST_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_SPOOL_THRESHOLD = 1024 * 1024
 #: Seconds :meth:`WSGIBridge.shutdown` waits for running requests.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
-
-_HOP_BY_HOP = frozenset(
-    ("connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-     "te", "trailers", "transfer-encoding", "upgrade")
-)
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z").match
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
-_STATUS = re.compile(r"([2-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?\Z").match
-_LIST_ITERATORS = (type(iter([])), type(iter(())))
-_EMPTY_BODY_STATUS = frozenset((204, 304))
-
-# Validated response header names -> lower-cased name; statuses -> (code, reason).
-_NAMES: dict[str, str] = {}
-_STATUSES: dict[str, tuple[int, str | None]] = {}
-
-_SINGLE, _STREAM, _FILE = 0, 1, 2
-
-
-class InvalidResponse(Exception):
-    """The application's status or headers cannot be sent (refused with 500)."""
-
-
-def _parse_status(status: Any) -> tuple[int, str | None]:
-    parsed = _STATUSES.get(status) if type(status) is str else None
-    if parsed is not None:
-        return parsed
-    match = _STATUS(status) if type(status) is str else None
-    if match is None:
-        raise InvalidResponse(f"invalid status {status!r}")
-    parsed = (int(match.group(1)), match.group(2) or None)
-    if len(_STATUSES) < 256:
-        _STATUSES[status] = parsed
-    return parsed
-
-
-def _check_headers(headers: Any) -> int | None:
-    """Validate the app's headers; return the Content-Length it set, if any."""
-    if type(headers) is not list:
-        raise InvalidResponse(f"headers must be a list, got {type(headers).__name__}")
-    length = None
-    for item in headers:
-        if type(item) is not tuple or len(item) != 2:
-            raise InvalidResponse(f"header {item!r} is not a (name, value) tuple")
-        name, value = item
-        lower = _NAMES.get(name) if type(name) is str else None
-        if lower is None:
-            if type(name) is not str or not _TOKEN(name):
-                raise InvalidResponse(f"invalid header name {name!r}")
-            lower = name.lower()
-            if lower in _HOP_BY_HOP:
-                raise InvalidResponse(f"hop-by-hop header {name!r} is not allowed (PEP 3333)")
-            if len(_NAMES) < 512:
-                _NAMES[name] = lower
-        if type(value) is not str or _BAD_VALUE(value):
-            raise InvalidResponse(f"invalid value for header {name!r}")
-        if lower == "content-length":
-            if length is not None or not value.isdigit() or not value.isascii():
-                raise InvalidResponse(f"invalid Content-Length {value!r}")
-            length = int(value)
-    return length
-
-
-class _Exchange:
-    """One request/response, as seen from the pool threads."""
-
-    __slots__ = (
-        "app", "environ", "head", "status", "headers", "headers_sent",
-        "iterable", "iterator", "closed", "written", "length", "file", "spool", "running",
-    )
-
-    def __init__(self, app: Callable[..., Any], environ: dict[str, Any], spool: Any) -> None:
-        self.app = app
-        self.environ = environ
-        self.head = environ["REQUEST_METHOD"] == "HEAD"
-        self.status: Any = None
-        self.headers: Any = None
-        self.headers_sent = False
-        self.iterable: Any = None
-        self.iterator: Any = None
-        self.closed = False
-        self.written: list[bytes] | None = None
-        self.length: int | None = None
-        self.file: tuple[Any, int, int] | None = None
-        self.spool = spool
-        self.running = False  # a pool job for this exchange is in flight
-
-    # -- called by the application --------------------------------------
-
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
-        if exc_info:
-            try:
-                if self.headers_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError("start_response() called a second time without exc_info")
-        self.status = status
-        self.headers = headers
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        """The legacy ``write()`` callable: buffered, sent before the next chunk."""
-        if self.status is None:
-            raise AssertionError("write() called before start_response()")
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError(f"write() takes bytes, got {type(data).__name__}")
-        if data:
-            if self.written is None:
-                self.written = []
-            self.written.append(bytes(data))
-
-    # -- pool jobs --------------------------------------------------------
-
-    def start(self) -> tuple[int, web.StreamResponse, bytes | None]:
-        """Call the app; return the response and what kind of body follows."""
-        try:
-            iterable = self.iterable = self.app(self.environ, self.start_response)
-            if type(iterable) is FileWrapper and not self.written:
-                self.file = self._sendfile_params(iterable.filelike)
-                if self.file is not None:
-                    return _FILE, self._response(web.StreamResponse), None
-            iterator = iter(iterable)
-            if type(iterator) in _LIST_ITERATORS:
-                # Already in memory: one chunk, one write, with Content-Length.
-                body = b"".join(iterator)
-                if self.written:
-                    body = b"".join(self.written) + body
-                response = self._response(web.Response, body)
-                self.close()
-                return _SINGLE, response, None
-            self.iterator = iterator
-            first = self._next_chunk()
-            if first is None:
-                response = self._response(web.Response, b"")
-                self.close()
-                return _SINGLE, response, None
-            response = self._response(web.StreamResponse)
-            if self.head:
-                self.close()
-                return _SINGLE, response, None
-            return _STREAM, response, first
-        except BaseException:
-            self.close()
-            raise
-
-    def next_chunk(self) -> bytes | None:
-        """The next non-empty chunk, or ``None`` (and closed) at the end."""
-        try:
-            chunk = self._next_chunk()
-        except BaseException:
-            self.close()
-            raise
-        if chunk is None:
-            self.close()
-        return chunk
-
-    def close(self) -> None:
-        """Close the iterable (once) and a spooled request body."""
-        if self.closed:
-            return
-        self.closed = True
-        iterable, self.iterable, self.iterator = self.iterable, None, None
-        close = getattr(iterable, "close", None)
-        try:
-            if close is not None:
-                close()
-        except Exception:
-            logger.exception("Error closing the WSGI response iterable of %s %s",
-                             self.environ["REQUEST_METHOD"], self.environ["RAW_URI"])
-        finally:
-            if self.spool is not None:
-                self.spool.close()
-
-    # -- helpers (pool side) ------------------------------------------------
-
-    def _next_chunk(self) -> bytes | None:
-        for chunk in self.iterator:
-            if chunk:
-                if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                    raise TypeError(f"the WSGI iterable yielded {type(chunk).__name__}, not bytes")
-                if self.status is None:
-                    raise AssertionError("the WSGI iterable yielded data before start_response()")
-                if self.written:
-                    chunk = b"".join(self.written) + chunk
-                    self.written = None
-                self.headers_sent = True
-                return chunk  # type: ignore[return-value]
-        if self.written:
-            chunk = b"".join(self.written)
-            self.written = None
-            self.headers_sent = True
-            return chunk
-        return None
-
-    def _sendfile_params(self, filelike: Any) -> tuple[Any, int, int] | None:
-        """``(file, offset, size)`` when ``filelike`` is a regular file opened in binary mode."""
-        try:
-            fileno = filelike.fileno()
-            if "b" not in getattr(filelike, "mode", "b"):
-                return None
-            st = os.fstat(fileno)
-            if not stat.S_ISREG(st.st_mode):
-                return None
-            offset = filelike.tell() if hasattr(filelike, "tell") else os.lseek(fileno, 0, os.SEEK_CUR)
-        except (AttributeError, OSError, ValueError):
-            return None
-        return filelike, offset, max(st.st_size - offset, 0)
-
-    def _response(self, cls: type, body: bytes | None = None) -> Any:
-        if self.status is None:
-            raise AssertionError("the WSGI application did not call start_response()")
-        code, reason = _parse_status(self.status)
-        length = _check_headers(self.headers)
-        self.headers_sent = True
-        if cls is web.Response:
-            response = web.Response(body=body, status=code, reason=reason, headers=self.headers)
-            if (length is not None and length != len(body) and not self.head
-                    and code not in _EMPTY_BODY_STATUS):
-                if length < len(body):
-                    response.body = body[:length]  # never send more than declared
-                else:
-                    logger.warning("%s %s: the WSGI application declared Content-Length %d "
-                                   "but sent %d bytes; closing the connection",
-                                   self.environ["REQUEST_METHOD"], self.environ["RAW_URI"],
-                                   length, len(body))
-                    response.force_close()
-            return response
-        response = web.StreamResponse(status=code, reason=reason, headers=self.headers)
-        if self.file is not None:
-            filelike, offset, size = self.file
-            if length is None:
-                response.content_length = size
-            elif length < size:
-                self.file = (filelike, offset, length)
-        self.length = length
-        return response
-
-
-def _run_job(fn: Callable[[], Any], fut: asyncio.Future[Any], exchange: _Exchange, inbox: _Inbox) -> None:
-    """Run ``fn`` in a pool thread and hand its outcome back to the event loop."""
-    try:
-        result, exc = fn(), None
-    except BaseException as e:  # noqa: B036 - handed to the loop, never lost
-        result, exc = None, e
-    inbox.put((fut, exchange, result, exc))
-
-
-class _Inbox:
-    """Outcomes of pool jobs on their way back to one event loop.
-
-    Waking the loop (``call_soon_threadsafe``) costs a system call and a GIL
-    round trip; under load the loop is awake anyway, so jobs that end while a
-    wake-up is pending ride along with it instead of sending their own.
-    """
-
-    __slots__ = ("loop", "items", "scheduled", "resolve")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, resolve: Callable[..., None]) -> None:
-        self.loop = loop
-        self.items: collections.deque[tuple[Any, ...]] = collections.deque()
-        self.scheduled = False
-        self.resolve = resolve
-
-    def put(self, item: tuple[Any, ...]) -> None:  # in a pool thread
-        self.items.append(item)
-        if not self.scheduled:
-            self.scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self.drain)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-    def drain(self) -> None:  # in the event loop
-        # Reset first: an item appended after this line schedules a new drain.
-        self.scheduled = False
-        items, resolve = self.items, self.resolve
-        while items:
-            resolve(*items.popleft())
-
-
-class _ThreadPool:
-    """A lean pool of daemon threads fed from one queue.
-
-    Leaner than :class:`~concurrent.futures.ThreadPoolExecutor` per job (no
-    ``concurrent.futures.Future``), and daemon threads cannot keep a stopping
-    process alive once :meth:`WSGIBridge.shutdown`'s grace period is over.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def submit(self, item: tuple[Any, ...]) -> None:
-        self._queue.put(item)
-        if len(self._threads) < self.size:
-            thread = threading.Thread(
-                target=self._work, name=f"aiodjango-wsgi-{len(self._threads)}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def _work(self) -> None:
-        get = self._queue.get
-        while True:
-            item = get()
-            if item is None:
-                return
-            _run_job(*item)
-            del item
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        self._threads = []
-
 
 class WSGIBridge:
     """Serve ``application`` (any WSGI app) as an aiohttp handler.
@@ -429,31 +113,31 @@ class WSGIBridge:
         self.shutdown_timeout = shutdown_timeout
         self.sendfile = sendfile
         self._base = base_environ(script_name=script_name, multiprocess=multiprocess)
-        self._pool: _ThreadPool | None = None
+        self._pool: ThreadPool | None = None
         self._busy = 0  # pool jobs submitted and not yet resolved
         self._idle: asyncio.Future[None] | None = None
-        self._inbox: _Inbox | None = None
+        self._inbox: Inbox | None = None
 
     # -- pool plumbing (event loop side) --------------------------------------
 
-    def _call(self, fn: Callable[[], Any], exchange: _Exchange) -> asyncio.Future[Any]:
+    def _call(self, fn: Callable[[], Any], exchange: Exchange) -> asyncio.Future[Any]:
         """Run ``fn`` in the pool; the returned future resolves in the loop."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         inbox = self._inbox
         if inbox is None or inbox.loop is not loop:
-            inbox = self._inbox = _Inbox(loop, self._resolve)
+            inbox = self._inbox = Inbox(loop, self._resolve)
         if self.executor is not None:
-            self.executor.submit(_run_job, fn, fut, exchange, inbox)
+            self.executor.submit(run_job, fn, fut, exchange, inbox)
         else:
             if self._pool is None:
-                self._pool = _ThreadPool(self.threads)
+                self._pool = ThreadPool(self.threads)
             self._pool.submit((fn, fut, exchange, inbox))
         self._busy += 1
         exchange.running = True
         return fut
 
-    def _resolve(self, fut: asyncio.Future[Any], exchange: _Exchange, result: Any, exc: BaseException | None) -> None:
+    def _resolve(self, fut: asyncio.Future[Any], exchange: Exchange, result: Any, exc: BaseException | None) -> None:
         self._busy -= 1
         exchange.running = False
         if not self._busy and self._idle is not None and not self._idle.done():
@@ -486,6 +170,11 @@ class WSGIBridge:
             response = web.Response(status=413, text=f"413 Request body larger than {exc.limit} bytes\n")
             response.force_close()
             return response
+        except RequestBodySpoolError as exc:
+            logger.error("%s %s: %s", request.method, request.raw_path, exc)
+            response = web.Response(status=507, text="507 Request body could not be stored\n")
+            response.force_close()
+            return response
         except (ConnectionError, HttpProcessingError, web.RequestPayloadError) as exc:
             # The client went away or sent a broken body (e.g. bad chunks).
             logger.info("%s %s: request body not received: %r", request.method, request.raw_path, exc)
@@ -493,7 +182,7 @@ class WSGIBridge:
             response.force_close()
             return response
         environ = build_environ(request, self._base, body, length)
-        exchange = _Exchange(self.application, environ, body if length and length > self.spool_threshold else None)
+        exchange = Exchange(self.application, environ, body if length and length > self.spool_threshold else None)
         try:
             kind, response, first = await self._call(exchange.start, exchange)
         except InvalidResponse as exc:
@@ -502,10 +191,10 @@ class WSGIBridge:
         except Exception as exc:
             logger.error("%s %s: error in the WSGI application", request.method, request.raw_path, exc_info=exc)
             return _error_response()
-        if kind == _SINGLE:
+        if kind == SINGLE:
             return response  # type: ignore[no-any-return]
         try:
-            if kind == _STREAM:
+            if kind == STREAM:
                 await self._stream(request, exchange, response, first)
             else:
                 await self._send_file(request, exchange, response)
@@ -518,7 +207,7 @@ class WSGIBridge:
             await self._call(exchange.close, exchange)
         return response  # type: ignore[no-any-return]
 
-    async def _stream(self, request: web.BaseRequest, exchange: _Exchange,
+    async def _stream(self, request: web.BaseRequest, exchange: Exchange,
                       response: web.StreamResponse, chunk: bytes | None) -> None:
         remaining = exchange.length
         try:
@@ -551,13 +240,13 @@ class WSGIBridge:
                          "closing the connection", request.method, request.raw_path, exc_info=exc)
             _abort(request)
 
-    async def _send_file(self, request: web.BaseRequest, exchange: _Exchange,
+    async def _send_file(self, request: web.BaseRequest, exchange: Exchange,
                          response: web.StreamResponse) -> None:
         assert exchange.file is not None
         filelike, offset, count = exchange.file
         try:
             await response.prepare(request)
-            if count and not exchange.head and response.status not in _EMPTY_BODY_STATUS:
+            if count and not exchange.head and response.status not in EMPTY_BODY_STATUS:
                 transport = request.transport
                 if transport is None:
                     raise ConnectionResetError("client disconnected")

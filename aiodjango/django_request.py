@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 from aiohttp import hdrs, web
 from asgiref.sync import sync_to_async
-from django.core.handlers.wsgi import LimitedStream, WSGIRequest
+from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 
 from .db import current_context
@@ -30,7 +30,7 @@ logger = logging.getLogger("aiodjango.auth")
 class RequestState:
     """What aiodjango knows about one aiohttp request on Django's side."""
 
-    __slots__ = ("request", "django", "session", "user", "uses_csrf", "cookies", "has_body")
+    __slots__ = ("request", "django", "session", "user", "uses_csrf", "cookies", "form")
 
     def __init__(self, request: web.BaseRequest) -> None:
         self.request = request
@@ -39,7 +39,17 @@ class RequestState:
         self.user: Any = None
         self.uses_csrf = False
         self.cookies: SimpleCookie = SimpleCookie()
-        self.has_body = False
+        self.form: Any = None  # ``await request.post()``, if aiodjango read it
+
+    def close(self) -> None:
+        """Close uploaded files, as Django does after a response."""
+        if self.django is not None:
+            self.django.close()
+        if self.form is not None:
+            for value in self.form.values():
+                file = getattr(value, "file", None)
+                if file is not None and not isinstance(value, str):
+                    file.close()
 
 
 _RequestKey = getattr(web, "RequestKey", None)
@@ -78,25 +88,12 @@ def state_of(request: web.BaseRequest) -> RequestState:
     return state
 
 
-def django_request(request: web.BaseRequest, body: bytes = b"") -> WSGIRequest:
-    """The ``HttpRequest`` standing for ``request`` (one per request).
-
-    ``body`` is given when Django must read the form (the CSRF check).
-    """
+def django_request(request: web.BaseRequest) -> WSGIRequest:
+    """The ``HttpRequest`` standing for ``request`` (one per request, without the body)."""
     state = state_of(request)
     dj = state.django
     if dj is None:
-        environ = build_environ(
-            request, base_environ(), io.BytesIO(body), len(body) if body else None
-        )
-        dj = state.django = WSGIRequest(environ)
-        state.has_body = bool(body)
-    elif body and not state.has_body:
-        dj._stream = LimitedStream(io.BytesIO(body), len(body))
-        dj.META["CONTENT_LENGTH"] = str(len(body))
-        for attr in ("_post", "_files"):
-            dj.__dict__.pop(attr, None)
-        state.has_body = True
+        dj = state.django = WSGIRequest(build_environ(request, base_environ(), io.BytesIO(), None))
     return dj
 
 

@@ -37,6 +37,14 @@ class RequestBodyTooLarge(Exception):
         self.limit = limit
 
 
+class RequestBodySpoolError(Exception):
+    """The request body could not be written to its temporary file (disk full...)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"request body could not be spooled to a temporary file: {error}")
+        self.error = error
+
+
 class FileWrapper:
     """``wsgi.file_wrapper``: iterate a file-like object in blocks.
 
@@ -161,9 +169,7 @@ def build_environ(
     else:
         # A unix socket (or no transport): name the server from Host, as
         # gunicorn does.
-        name, _, port = (host or "").rpartition(":") if host and not host.endswith("]") else ("", "", "")
-        if not name:
-            name, port = host or "", ""
+        name, port = _split_host(host or "")
         environ["SERVER_NAME"] = name
         environ["SERVER_PORT"] = port or ("443" if environ["wsgi.url_scheme"] == "https" else "80")
     remote = request.remote
@@ -175,6 +181,14 @@ def build_environ(
     return environ
 
 
+def _split_host(host: str) -> tuple[str, str]:
+    """``("example.com", "8000")`` from ``"example.com:8000"``; IPv6 literals kept whole."""
+    name, colon, port = host.rpartition(":")
+    if not colon or "]" in port or not port.isdigit():
+        return host, ""
+    return name, port
+
+
 async def read_body(
     request: web.BaseRequest, *, max_size: int | None, spool_threshold: int
 ) -> tuple[IO[bytes], int | None]:
@@ -184,7 +198,8 @@ async def read_body(
     the event loop's default executor, never in the WSGI pool); ``length`` is
     ``None`` when the request has no body at all.  Raises
     :class:`RequestBodyTooLarge` as soon as the declared or the read length
-    passes ``max_size``, before the rest is read.
+    passes ``max_size``, before the rest is read, and
+    :class:`RequestBodySpoolError` when the temporary file cannot be written.
     """
     if not request.body_exists:
         return io.BytesIO(), None
@@ -209,16 +224,22 @@ async def read_body(
             chunks.append(chunk)
             pending += len(chunk)
             if pending > spool_threshold:
-                if spool is None:
-                    spool = await loop.run_in_executor(None, tempfile.TemporaryFile)
-                await loop.run_in_executor(None, _write_blocks, spool, chunks, False)
+                try:
+                    if spool is None:
+                        spool = await loop.run_in_executor(None, tempfile.TemporaryFile)
+                    await loop.run_in_executor(None, _write_blocks, spool, chunks, False)
+                except OSError as exc:
+                    raise RequestBodySpoolError(exc) from exc
                 chunks = []
                 pending = 0
         if spool is None:
             if len(chunks) == 1:
                 return io.BytesIO(chunks[0]), size
             return io.BytesIO(b"".join(chunks)), size
-        await loop.run_in_executor(None, _write_blocks, spool, chunks, True)
+        try:
+            await loop.run_in_executor(None, _write_blocks, spool, chunks, True)
+        except OSError as exc:
+            raise RequestBodySpoolError(exc) from exc
         return spool, size
     except BaseException:
         if spool is not None:

@@ -119,6 +119,8 @@ def make_handler(endpoint: Endpoint, kind: str) -> Handler:
                 return _error_response(500, "Internal Server Error", traceback.format_exc())
         finally:
             context.leave()
+            if context.auth is not None:
+                context.auth.close()
             if context.worker is not None:
                 await context.finish()
         if response.__class__ is not Response and not isinstance(response, web.StreamResponse):

@@ -29,8 +29,10 @@ from aiohttp import hdrs, web
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
+from django.http import QueryDict
 from django.http.request import split_domain_port, validate_host
 from django.middleware.csrf import CsrfViewMiddleware, get_token
+from django.utils.datastructures import MultiValueDict
 from django.utils.http import is_same_domain
 
 from .conf import conf
@@ -113,9 +115,10 @@ def raw_host(request: web.BaseRequest, use_x_forwarded_host: bool) -> str:
     headers = request.headers
     if use_x_forwarded_host and hdrs.X_FORWARDED_HOST in headers:
         return ",".join(headers.getall(hdrs.X_FORWARDED_HOST))
-    host = headers.get(hdrs.HOST)
-    if host is not None:
-        return host
+    hosts = headers.getall(hdrs.HOST, None)
+    if hosts is not None:
+        # Repeated (old aiohttp lets it through): joined, as in the environ.
+        return hosts[0] if len(hosts) == 1 else ",".join(hosts)
     # PEP 3333's reconstruction, from the server address the bridge reports.
     transport = request.transport
     sockname = transport.get_extra_info("sockname") if transport is not None else None
@@ -125,6 +128,16 @@ def raw_host(request: web.BaseRequest, use_x_forwarded_host: bool) -> str:
     return name if port == ("443" if request.secure else "80") else f"{name}:{port}"
 
 
+def _rejects_repeated_host() -> bool:
+    import aiohttp
+
+    try:
+        version = tuple(int(part) for part in aiohttp.__version__.split(".")[:3])
+    except ValueError:  # a development version: assume the newest behaviour
+        return True
+    return version >= (3, 13, 4)
+
+
 class HostCheck:
     """``HttpRequest.get_host()``'s validation, answering 400 for a bad Host."""
 
@@ -132,9 +145,13 @@ class HostCheck:
         self.hosts = hosts
         self.use_x_forwarded_host = use_x_forwarded_host
         self._good: dict[str, bool] = {}
-        #: Host header values known to pass, for a caller's fast path (``None``
-        #: with ``USE_X_FORWARDED_HOST``: then the Host header isn't the host).
-        self.good_hosts: Optional[dict[str, bool]] = None if use_x_forwarded_host else self._good
+        #: Host header values known to pass, for a caller's fast path on
+        #: ``headers.get("Host")``.  ``None`` with ``USE_X_FORWARDED_HOST``
+        #: (the Host header isn't the host), and with aiohttp < 3.13.4, whose
+        #: C parser lets a repeated Host header through (Django sees them joined).
+        self.good_hosts: Optional[dict[str, bool]] = (
+            self._good if not use_x_forwarded_host and _rejects_repeated_host() else None
+        )
 
     def __call__(self, request: web.Request) -> Optional[web.StreamResponse]:
         host = raw_host(request, self.use_x_forwarded_host)
@@ -271,9 +288,17 @@ def _csrf_check(dj: Any) -> Any:
 
 async def csrf_rejection(request: web.Request) -> Optional[web.StreamResponse]:
     """Django's CSRF answer for ``request``: ``None`` to go on, or its 403 response."""
-    body = await request.read() if request.method == "POST" and _is_form(request) else b""
     state = state_of(request)
-    dj = django_request(request, body=body)
+    dj = django_request(request)
+    if request.method == "POST" and _is_form(request) and not hasattr(dj, "_post"):
+        # Django reads the token from request.POST: give it the form as
+        # aiohttp parses it (cached: the view's ``await request.post()`` works).
+        form = state.form = await request.post()  # its files are closed after the view
+        data = QueryDict(mutable=True)
+        for key, value in form.items():
+            if isinstance(value, str):
+                data.appendlist(key, value)
+        dj._post, dj._files = data, MultiValueDict()
     if settings.CSRF_USE_SESSIONS:
         from .auth import get_session
 
@@ -295,8 +320,9 @@ def csrf_protect(view: V) -> V:
     session with ``CSRF_USE_SESSIONS``), Origin and Referer are checked, and
     a failure answers with ``CSRF_FAILURE_VIEW``'s 403 and a
     ``django.security.csrf`` warning.  Works on functions and on the methods
-    of an ``aiohttp.web.View``.  Form bodies are read (``await
-    request.post()`` still works, ``request.multipart()`` does not).
+    of an ``aiohttp.web.View``.  A POSTed form is read with ``await
+    request.post()`` (the view gets it again from that call;
+    ``request.multipart()`` can't stream it any more).
     """
 
     @functools.wraps(view)

@@ -310,7 +310,7 @@ def _join_routes(resolvers: tuple[URLResolver, ...], urlpattern: URLPattern) -> 
 
 def dotted_path(callback: Any) -> str:
     """``module.qualname`` of a view, seeing through partials and instances."""
-    func = callback
+    func = getattr(callback, "view_class", callback)  # Django's View.as_view()
     while isinstance(func, functools.partial):
         func = func.func
     if not hasattr(func, "__qualname__") and not isinstance(func, type):

@@ -80,6 +80,30 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+ADMIN = "admin"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+def db_with_admin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the migrated database with a superuser, ``ADMIN``."""
+    db = tmp_path_factory.mktemp("example-admin") / "db.sqlite3"
+    shutil.copy(migrated_db(tmp_path_factory), db)
+    subprocess.run(
+        [PYTHON, "manage.py", "createsuperuser", "--noinput"],
+        cwd=EXAMPLE,
+        env=example_env(
+            db,
+            DJANGO_SUPERUSER_USERNAME=ADMIN,
+            DJANGO_SUPERUSER_EMAIL="admin@example.com",
+            DJANGO_SUPERUSER_PASSWORD=ADMIN_PASSWORD,
+        ),
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    return db
+
+
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
     """Send ``sig`` to ``proc`` (by PID) and wait; SIGKILL after ``timeout``."""
     if proc.poll() is None:

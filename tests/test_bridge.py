@@ -7,11 +7,16 @@ import hashlib
 import io
 import json
 import logging
+import shutil
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+import aiohttp
 import pytest
 from aiohttp import ClientPayloadError, ServerDisconnectedError, web
 
@@ -152,6 +157,64 @@ async def test_request_key_and_script_name(aiohttp_client):
     assert resp.status == 200
     assert isinstance(seen[AIOHTTP_REQUEST_KEY], web.BaseRequest)
     assert seen["SCRIPT_NAME"] == "/mount" and seen["PATH_INFO"] == "/page/"
+
+
+async def test_unix_socket_names_the_server_from_host(tmp_path):
+    app = make_app(echo_app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    path = str(tmp_path / "s.sock")
+    await web.UnixSite(runner, path).start()
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=path)) as session:
+            async with session.get("http://example.test:8080/x") as resp:
+                env = await resp.json()
+    finally:
+        await runner.cleanup()
+    assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.test", "8080")
+    assert env["PATH_INFO"] == "/x" and "REMOTE_PORT" not in env
+
+
+@pytest.fixture
+def tls_context(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_tls_gives_https_scheme_and_files_still_arrive(tls_context, tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(range(256)) * 2000)
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/file":
+            start_response("200 OK", [])
+            return environ["wsgi.file_wrapper"](open(path, "rb"))
+        return echo_app(environ, start_response)
+
+    runner = web.AppRunner(make_app(app))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"https://127.0.0.1:{port}/", ssl=False) as resp:
+                env = await resp.json()
+            async with session.get(f"https://127.0.0.1:{port}/file", ssl=False) as resp:
+                content = await resp.read()
+    finally:
+        await runner.cleanup()
+    assert env["wsgi.url_scheme"] == "https"
+    assert content == path.read_bytes()
 
 
 # -- request bodies ------------------------------------------------------------
@@ -463,6 +526,43 @@ async def test_bad_headers_refused_with_500(aiohttp_client, caplog, headers):
     client.app[BRIDGE].application = simple(b"fine")
     resp = await client.get("/")
     assert resp.status == 200 and await resp.read() == b"fine"
+
+
+async def test_utf8_header_bytes_reach_the_wire_unchanged(aiohttp_client):
+    # PEP 3333: header values are bytes as latin-1; these bytes are UTF-8.
+    value = "café ☕".encode().decode("latin-1")
+    status = "200 Très bien".encode().decode("latin-1")
+    client = await aiohttp_client(make_app(simple(headers=[("X-Obs", value)], status=status)))
+    data = await raw(client, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith("HTTP/1.1 200 Très bien\r\n".encode())
+    assert "\r\nX-Obs: café ☕\r\n".encode() in data
+
+
+@pytest.mark.parametrize("value", ["caf\xe9", "euro €"], ids=["not-utf-8", "not-latin-1"])
+async def test_header_bytes_aiohttp_cannot_send_are_refused(aiohttp_client, caplog, value):
+    # aiohttp writes header values as UTF-8: a lone latin-1 byte (obs-text)
+    # cannot be sent as it is, and "€" is no latin-1 at all.
+    client = await aiohttp_client(make_app(simple(headers=[("X-Obs", value)])))
+    resp = await client.get("/")
+    assert resp.status == 500 and "X-Obs" not in resp.headers
+    assert any("'X-Obs'" in r.getMessage() for r in caplog.records)
+
+
+async def test_spool_failure_gives_507(aiohttp_client, caplog, tmp_path, monkeypatch):
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(1)
+        return simple()(environ, start_response)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    client = await aiohttp_client(make_app(app, spool_threshold=1000))
+    resp = await client.post("/", data=b"x" * 5000)
+    assert resp.status == 507
+    assert calls == []
+    assert any("spooled" in r.getMessage() for r in caplog.records)
+    resp = await client.post("/", data=b"x" * 500)
+    assert resp.status == 200 and calls == [1]
 
 
 @pytest.mark.parametrize("status", ["OK", "99 Low", "2000 OK", "200 OK\r\nX: y", 200, "150 Info"])

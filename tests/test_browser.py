@@ -10,7 +10,9 @@ import os
 
 import pytest
 
-from tests.example_servers import gunicorn, migrated_db, require_binary
+from tests.example_servers import ADMIN, ADMIN_PASSWORD, db_with_admin, gunicorn, require_binary
+
+pytestmark = pytest.mark.slow
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -37,7 +39,7 @@ def import_playwright():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    db = migrated_db(tmp_path_factory)
+    db = db_with_admin(tmp_path_factory)
     with gunicorn(tmp_path_factory.mktemp("browser-logs"), db) as running:
         yield running
 
@@ -68,30 +70,49 @@ async def open_page(browser, url: str):
     return page, errors
 
 
+async def log_in(page, url: str) -> None:
+    """Log in through the admin's login form."""
+    await page.goto(url + "/admin/login/?next=/admin/")
+    await page.fill("#id_username", ADMIN)
+    await page.fill("#id_password", ADMIN_PASSWORD)
+    await page.click("input[type=submit]")
+    await page.wait_for_url(url + "/admin/")
+
+
 async def test_message_typed_in_one_page_appears_in_the_other(server, browser, tmp_path):
     room_url = server.url + "/chat/lobby/"
-    alice, alice_errors = await open_page(browser, room_url)
+    alice, alice_errors = await open_page(browser, server.url + "/")
+    await log_in(alice, server.url)
+    await alice.goto(room_url)
     bob, bob_errors = await open_page(browser, room_url)
     home, home_errors = await open_page(browser, server.url + "/")
     try:
         for page in (alice, bob):
             await page.wait_for_selector("#status.connected")
         # Bob is in the room once Alice has seen him join.
-        await alice.locator("#log .notice.join").nth(1).wait_for()
+        await alice.locator("#log .notice.join", has_text="anonymous joined").wait_for()
 
         await alice.fill("#message", "Hello from Alice")
         await alice.press("#message", "Enter")
 
         said = bob.locator("#log .message", has_text="Hello from Alice")
         await said.wait_for()
-        assert await said.locator(".user").text_content() == "anonymous"
+        # Alice logged in through Django: the chat knows her by her username.
+        assert await said.locator(".user").text_content() == ADMIN
         assert await said.locator(".text").text_content() == "Hello from Alice"
         # The sender sees it too, through the same broadcast.
         await alice.locator("#log .message", has_text="Hello from Alice").wait_for()
         # And the home page follows the lobby over server-sent events.
         await home.locator("#feed .message", has_text="Hello from Alice").wait_for()
         assert await alice.input_value("#message") == ""
+
+        await bob.fill("#message", "Hi Alice")
+        await bob.press("#message", "Enter")
+        answer = alice.locator("#log .message", has_text="Hi Alice")
+        await answer.wait_for()
+        assert await answer.locator(".user").text_content() == "anonymous"
     except Exception:
+        await alice.screenshot(path=str(tmp_path / "alice.png"))
         await bob.screenshot(path=str(tmp_path / "bob.png"))
         raise
     assert alice_errors == bob_errors == home_errors == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,9 +18,12 @@ import aiohttp
 import pytest
 
 from tests.example_servers import (
+    ADMIN,
+    ADMIN_PASSWORD,
     EXAMPLE,
     PYTHON,
     ROOT,
+    db_with_admin,
     example_env,
     free_port,
     gunicorn,
@@ -35,23 +37,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 @pytest.fixture(scope="module")
 def example_db(tmp_path_factory):
-    """A private copy of the migrated database, with an admin user."""
-    db = tmp_path_factory.mktemp("example") / "db.sqlite3"
-    shutil.copy(migrated_db(tmp_path_factory), db)
-    subprocess.run(
-        [PYTHON, "manage.py", "createsuperuser", "--noinput"],
-        cwd=EXAMPLE,
-        env=example_env(
-            db,
-            DJANGO_SUPERUSER_USERNAME="admin",
-            DJANGO_SUPERUSER_EMAIL="admin@example.com",
-            DJANGO_SUPERUSER_PASSWORD="correct horse battery staple",
-        ),
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    return db
+    return db_with_admin(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -226,28 +212,50 @@ async def test_blocking_django_view_leaves_lifted_routes_free(server, http):
         slow.cancel()
 
 
-async def test_admin_login_through_django(server, http):
-    async with http.get(server.url + "/admin/login/?next=/admin/") as response:
+async def admin_login(http: aiohttp.ClientSession, url: str) -> None:
+    """Log in through Django's own login view (the admin's), as a browser would."""
+    async with http.get(url + "/admin/login/?next=/admin/") as response:
         assert response.status == 200
         page = await response.text()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     form = {
         "csrfmiddlewaretoken": token,
-        "username": "admin",
-        "password": "correct horse battery staple",
+        "username": ADMIN,
+        "password": ADMIN_PASSWORD,
         "next": "/admin/",
     }
     async with http.post(
-        server.url + "/admin/login/?next=/admin/",
+        url + "/admin/login/?next=/admin/",
         data=form,
-        headers={"Referer": server.url + "/admin/login/"},
+        headers={"Referer": url + "/admin/login/"},
         allow_redirects=False,
     ) as response:
         assert response.status == 302, await response.text()
         assert response.headers["Location"] == "/admin/"
+
+
+async def test_admin_login_through_django(server, http):
+    await admin_login(http, server.url)
     async with http.get(server.url + "/admin/") as response:
         assert response.status == 200
         assert "Site administration" in await response.text()
+
+
+async def test_logged_in_user_chats_under_their_username(server, http):
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as stranger:
+        async with stranger.ws_connect(server.url + "/chat/names/ws/") as anonymous:
+            assert await next_json(anonymous) == {"type": "join", "user": "anonymous"}
+            await admin_login(http, server.url)
+            # The session cookie of Django's login goes along with the handshake.
+            async with http.ws_connect(server.url + "/chat/names/ws/") as admin:
+                assert await next_json(admin) == {"type": "join", "user": "admin"}
+                assert await next_json(anonymous) == {"type": "join", "user": "admin"}
+                await admin.send_str("hello")
+                said = {"type": "message", "user": "admin", "text": "hello"}
+                assert await next_json(anonymous) == said
+                assert await next_json(admin) == said
+                await anonymous.send_str("hi")
+                assert await next_json(admin) == {"type": "message", "user": "anonymous", "text": "hi"}
 
 
 # The chat's broadcast channel, in-process -----------------------------------

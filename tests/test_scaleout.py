@@ -15,6 +15,8 @@ import pytest
 
 from tests.example_servers import EXAMPLE, free_port, gunicorn, migrated_db, redis_server
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 

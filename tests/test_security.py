@@ -1,5 +1,6 @@
 """Host and websocket Origin checks of lifted views, against real servers."""
 
+import asyncio
 import logging
 
 import pytest
@@ -234,3 +235,18 @@ async def test_origin_checked_when_on_for_the_view_only(aiohttp_client, settings
     assert await _handshake(client, "/citizens/ws/echo/", "https://evil.example") == 403
     assert await _handshake(client, "/citizens/ws/echo/", "http://localhost") == 101
 
+
+
+async def test_repeated_host_header_is_refused(aiohttp_client):
+    """Refused by aiohttp's parser (3.13.4+), or by the Host check (as Django joins them)."""
+    client = await serve(aiohttp_client)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(
+            b"GET /citizens/hello/ HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        reply = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    assert reply.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), reply[:100]

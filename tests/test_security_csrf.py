@@ -109,3 +109,16 @@ async def test_csrf_use_sessions(aio_client, settings):
         assert r.status == 403
     finally:
         await sync_to_async(connections.close_all)()
+
+
+async def test_multipart_form_with_a_file(aio_client):
+    from aiohttp import FormData
+
+    token = await token_of(aio_client)
+    form = FormData()
+    form.add_field("csrfmiddlewaretoken", token)
+    form.add_field("field", "with a file")
+    form.add_field("upload", b"x" * 10_000, filename="x.bin")
+    r = await aio_client.post("/citizens/csrf/", data=form)
+    assert r.status == 200
+    assert await r.json() == {"accepted": True, "field": "with a file"}

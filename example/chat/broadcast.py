@@ -75,9 +75,6 @@ class Channel:
     async def close_room(self, room: _Room) -> None:
         """Stop receiving ``room``'s messages (its last local listener left)."""
 
-    async def aclose(self) -> None:
-        """Release the backend's connections (rooms are closed by their listeners)."""
-
     def listeners(self, room: str) -> int:
         """How many listeners ``room`` has in this process."""
         state = self._rooms.get(room)
@@ -119,13 +116,15 @@ class Channel:
     def deliver(self, room: str, message: Message) -> None:
         """Hand ``message`` to every local listener of ``room``."""
         state = self._rooms.get(room)
-        if state is None:
-            return
-        for queue in state.listeners:
+        if state is not None:
+            self._fan_out(state, message)
+
+    def _fan_out(self, room: _Room, message: Message) -> None:
+        for queue in room.listeners:
             try:
                 queue.put_nowait(message)
             except asyncio.QueueFull:
-                logger.warning("Chat listener in room %r is too slow; message dropped.", room)
+                logger.warning("Chat listener in room %r is too slow; message dropped.", room.name)
 
 
 class LocalChannel(Channel):
@@ -188,7 +187,7 @@ class RedisChannel(Channel):
         except BaseException:
             await stack.aclose()
             raise
-        reader = asyncio.create_task(self._read(room.name, pubsub))
+        reader = asyncio.create_task(self._read(room, pubsub))
         room.state = (stack, reader)
 
     async def close_room(self, room: _Room) -> None:
@@ -198,21 +197,21 @@ class RedisChannel(Channel):
             await reader
         await stack.aclose()
 
-    async def _read(self, room: str, pubsub: Any) -> None:
+    async def _read(self, room: _Room, pubsub: Any) -> None:
         while True:
             try:
                 message = await pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("Lost the Redis subscription of chat room %r.", room)
+                logger.exception("Lost the Redis subscription of chat room %r.", room.name)
                 return
             if message is None or message["type"] != "message":
                 continue
             try:
-                self.deliver(room, json.loads(message["data"]))
+                self._fan_out(room, json.loads(message["data"]))
             except ValueError:
-                logger.warning("Ignored a malformed message in chat room %r.", room)
+                logger.warning("Ignored a malformed message in chat room %r.", room.name)
 
 
 _channel: Channel | None = None

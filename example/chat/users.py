@@ -1,17 +1,21 @@
 """Who is talking: the display name of the user behind an aiohttp request.
 
-Lifted handlers bypass Django's middleware, so ``request.user`` does not
-exist on them. Until aiodjango's session helpers are wired in here, everyone
-in the chat is "anonymous"; this function is the one place to change.
+Lifted handlers bypass Django's middleware, so there is no ``request.user``;
+aiodjango's ``get_user`` reads the Django session cookie and loads the user,
+as ``SessionMiddleware`` and ``AuthenticationMiddleware`` would. Log in
+through the admin (``/admin/``) and your messages carry your username.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from aiodjango.auth import get_user
+
 ANONYMOUS = "anonymous"
 
 
 async def get_username(request: web.Request) -> str:
-    """Return the username of the Django user logged in on ``request``."""
-    return ANONYMOUS
+    """The username of the Django user logged in on ``request``, else "anonymous"."""
+    user = await get_user(request)
+    return user.get_username() if user.is_authenticated else ANONYMOUS

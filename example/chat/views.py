@@ -94,10 +94,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
                     await channel.publish(room, {"type": "message", "user": user, "text": text})
         finally:
             forward.cancel()
-            try:
-                await forward
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(forward, return_exceptions=True)
             await channel.publish(room, {"type": "leave", "user": user})
     return ws
 
