@@ -36,7 +36,13 @@ setup(
             "pytest-django>=4.8",
             "hypothesis>=6",
             "gunicorn>=21",
+            # The example project's tests: Redis scale-out, uvloop worker,
+            # and the chat in Debian's Chromium driven by playwright.
+            "redis>=5.0.1",
+            "uvloop>=0.17",
+            "playwright>=1.40",
         ],
+        "example": ["redis>=5.0.1"],
     },
     classifiers=[
         "Development Status :: 4 - Beta",
