@@ -85,7 +85,7 @@ def get_aio_application(
     routes.register(app.router)
     if include_static:
         _add_static(app)
-    fallback = FallbackResource(bridge.handle, routes)
+    fallback = FallbackResource(bridge.handle, routes, expect_handler=bridge.expect_handler)
     app.router.register_resource(fallback)
 
     app[APP_KEY] = AioDjango(bridge, routes, fallback)

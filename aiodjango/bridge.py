@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from .environ import (
     AIOHTTP_REQUEST_KEY,
@@ -165,17 +167,13 @@ class WSGIBridge:
                 request, max_size=self.max_request_body_size, spool_threshold=self.spool_threshold
             )
         except RequestBodyTooLarge as exc:
-            logger.warning("%s %s: request body refused, larger than %d bytes",
-                           request.method, request.raw_path, exc.limit)
-            response = web.Response(status=413, text=f"413 Request body larger than {exc.limit} bytes\n")
-            response.force_close()
-            return response
+            return _too_large(request, exc.limit)
         except RequestBodySpoolError as exc:
             logger.error("%s %s: %s", request.method, request.raw_path, exc)
             response = web.Response(status=507, text="507 Request body could not be stored\n")
             response.force_close()
             return response
-        except (ConnectionError, HttpProcessingError, web.RequestPayloadError) as exc:
+        except (ConnectionError, HttpProcessingError, RequestPayloadError) as exc:
             # The client went away or sent a broken body (e.g. bad chunks).
             logger.info("%s %s: request body not received: %r", request.method, request.raw_path, exc)
             response = web.Response(status=400, text="400 Incomplete request body\n")
@@ -276,6 +274,23 @@ class WSGIBridge:
             await response.write_eof()
         except ConnectionError:
             logger.debug("%s %s: client disconnected", request.method, request.raw_path)
+        except Exception as exc:
+            logger.error("%s %s: sending the file failed after the response started; "
+                         "closing the connection", request.method, request.raw_path, exc_info=exc)
+            _abort(request)
+
+    async def expect_handler(self, request: web.Request) -> web.StreamResponse | None:
+        """An aiohttp ``expect_handler``: refuse an oversized body before ``100 Continue``.
+
+        Give it to the route of :meth:`handle` (``add_route(...,
+        expect_handler=bridge.expect_handler)``) so that a client asking
+        ``Expect: 100-continue`` is told 413 before it sends the body.
+        """
+        limit = self.max_request_body_size
+        length = request.content_length
+        if limit is not None and length is not None and length > limit:
+            return _too_large(request, limit)
+        return await _default_expect_handler(request)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -293,6 +308,14 @@ class WSGIBridge:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+def _too_large(request: web.BaseRequest, limit: int) -> web.Response:
+    logger.warning("%s %s: request body refused, larger than %d bytes",
+                   request.method, request.raw_path, limit)
+    response = web.Response(status=413, text=f"413 Request body larger than {limit} bytes\n")
+    response.force_close()
+    return response
 
 
 def _error_response() -> web.Response:

@@ -152,7 +152,9 @@ def build_environ(
             key = header_key(name)
         if key is None:
             continue
-        text = value.decode("latin-1")
+        # Optional whitespace around the value is not part of it (RFC 9110);
+        # aiohttp before 3.10 kept trailing whitespace.
+        text = value.strip(b" \t").decode("latin-1")
         if key in environ:
             # Repeated header: join with ",", as gunicorn does.
             environ[key] = environ[key] + "," + text

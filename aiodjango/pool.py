@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import queue
 import threading
 from typing import Any, Callable
+
+logger = logging.getLogger("aiodjango.bridge")
 
 
 def run_job(fn: Callable[[], Any], fut: asyncio.Future[Any], exchange: Any, inbox: Inbox) -> None:
@@ -30,29 +33,37 @@ class Inbox:
     wake-up is pending ride along with it instead of sending their own.
     """
 
-    __slots__ = ("loop", "items", "scheduled", "resolve")
+    __slots__ = ("loop", "items", "scheduled", "resolve", "lock")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, resolve: Callable[..., None]) -> None:
         self.loop = loop
         self.items: collections.deque[tuple[Any, ...]] = collections.deque()
-        self.scheduled = False
+        self.scheduled = False  # a drain() is on its way to the loop
         self.resolve = resolve
+        # Orders the flag against the deque, also without a GIL (3.13t).
+        self.lock = threading.Lock()
 
     def put(self, item: tuple[Any, ...]) -> None:  # in a pool thread
         self.items.append(item)
-        if not self.scheduled:
+        with self.lock:
+            if self.scheduled:
+                return
             self.scheduled = True
-            try:
-                self.loop.call_soon_threadsafe(self.drain)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
     def drain(self) -> None:  # in the event loop
-        # Reset first: an item appended after this line schedules a new drain.
-        self.scheduled = False
+        # Reset first: an item appended after this schedules a new drain.
+        with self.lock:
+            self.scheduled = False
         items, resolve = self.items, self.resolve
         while items:
-            resolve(*items.popleft())
+            try:
+                resolve(*items.popleft())
+            except Exception:  # never strand the items behind it
+                logger.exception("Error resolving a WSGI pool job")
 
 
 class ThreadPool:

@@ -233,9 +233,9 @@ class FallbackResource(AbstractResource):
     ``application._keep_fallback_last``).
     """
 
-    def __init__(self, handler: Any, lifted: "LiftedRoutes") -> None:
+    def __init__(self, handler: Any, lifted: "LiftedRoutes", *, expect_handler: Any = None) -> None:
         super().__init__()
-        self._route = ResourceRoute("*", handler, self)
+        self._route = ResourceRoute("*", handler, self, expect_handler=expect_handler)
         self._lifted = lifted
 
     @property

@@ -270,6 +270,39 @@ async def test_413_by_content_length_before_any_thread(aiohttp_client, caplog):
     assert resp.status == 200 and calls == [1]
 
 
+async def test_413_before_100_continue(aiohttp_client):
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(1)
+        return simple()(environ, start_response)
+
+    bridge = WSGIBridge(app, max_request_body_size=1000)
+    app_ = web.Application()
+    app_.router.add_route("*", "/{tail:.*}", bridge.handle, expect_handler=bridge.expect_handler)
+    app_.on_cleanup.append(lambda app: bridge.shutdown())
+    client = await aiohttp_client(app_)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 413")  # no "100 Continue" first
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"hello")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert calls == [1]
+
+
 async def test_413_chunked_body_too_big_while_reading(aiohttp_client):
     calls = []
 
@@ -401,13 +434,17 @@ async def test_declared_content_length_truncates_and_stops_iterating(aiohttp_cli
 
 
 async def test_declared_content_length_too_long_closes_connection(aiohttp_client, caplog):
-    client = await aiohttp_client(make_app(simple(b"short", headers=[("Content-Length", "100")])))
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/short":
+            return simple(b"short", headers=[("Content-Length", "100")])(environ, start_response)
+        return simple()(environ, start_response)
+
+    client = await aiohttp_client(make_app(app))
     with pytest.raises(ClientPayloadError):
-        resp = await client.get("/")
+        resp = await client.get("/short")
         await resp.read()
     assert any("Content-Length" in r.getMessage() for r in caplog.records)
-    client2 = await aiohttp_client(make_app(simple()))
-    assert (await (await client2.get("/")).read()) == b"ok"
+    assert await (await client.get("/")).read() == b"ok"
 
 
 async def test_head_has_headers_and_no_body(aiohttp_client):
@@ -460,6 +497,19 @@ async def test_file_wrapper_real_file_and_head(aiohttp_client, tmp_path):
     assert resp.headers["Content-Length"] == str(len(content) - 56)
     assert await resp.read() == b""
     await wait_for(lambda: all(f.closed for f in files), "files closed")
+
+
+async def test_write_before_a_file_wrapper_is_kept(aiohttp_client, tmp_path):
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"from the file")
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [])
+        write(b"written, then ")
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+
+    client = await aiohttp_client(make_app(app))
+    assert await (await client.get("/")).read() == b"written, then from the file"
 
 
 async def test_file_wrapper_respects_content_length(aiohttp_client, tmp_path):

@@ -15,6 +15,7 @@ class Reply:
     raw: bytes = b""
     closed: bool = False  # the server closed the connection after answering
     elapsed: float = 0.0
+    interim: list[bytes] = field(default_factory=list)  # 1xx heads before the answer
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -60,6 +61,7 @@ def exchange(
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server refused early: read what it said
         buffer = b""
+        interim: list[bytes] = []
         status = None
         headers: dict[str, str] = {}
         closed = False
@@ -78,12 +80,12 @@ def exchange(
                 closed = True
                 break
             buffer += chunk
-            if status is None and b"\r\n\r\n" in buffer:
+            while status is None and b"\r\n\r\n" in buffer:
                 head, _, rest = buffer.partition(b"\r\n\r\n")
                 status, headers = _parse_head(head)
-                if status == 100:  # interim: read the final answer
+                if status == 100:  # interim: the final answer follows
+                    interim.append(head)
                     buffer, status, headers = rest, None, {}
-                    continue
             if status is not None:
                 head, _, rest = buffer.partition(b"\r\n\r\n")
                 if "content-length" in headers and len(rest) >= int(headers["content-length"]):
@@ -102,4 +104,4 @@ def exchange(
                 closed = sock.recv(1) == b""
             except (socket.timeout, ConnectionResetError):
                 pass
-    return Reply(status, headers, body, buffer, closed, time.monotonic() - started)
+    return Reply(status, headers, body, buffer, closed, time.monotonic() - started, interim)
