@@ -30,6 +30,7 @@ from concurrent.futures import Executor
 from typing import Any, Callable
 
 from aiohttp import web
+from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_urldispatcher import _default_expect_handler
@@ -69,6 +70,9 @@ DEFAULT_MAX_REQUEST_BODY_SIZE = 100 * 1024 * 1024
 DEFAULT_SPOOL_THRESHOLD = 1024 * 1024
 #: Seconds :meth:`WSGIBridge.shutdown` waits for running requests.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+_WSGI_VERSIONS = frozenset({HttpVersion10, HttpVersion11})
+
 
 class WSGIBridge:
     """Serve ``application`` (any WSGI app) as an aiohttp handler.
@@ -162,6 +166,12 @@ class WSGIBridge:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Serve ``request`` with the WSGI application."""
+        if request.version not in _WSGI_VERSIONS:
+            # HTTP/0.9 request lines get through llhttp; WSGI apps expect
+            # HTTP/1.x, and gunicorn refuses anything else too.
+            response = web.Response(status=400, text="400 Unsupported HTTP version\n")
+            response.force_close()
+            return response
         try:
             body, length = await read_body(
                 request, max_size=self.max_request_body_size, spool_threshold=self.spool_threshold

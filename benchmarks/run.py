@@ -68,17 +68,19 @@ def benches(threads: int) -> list[Bench]:
     large = ServerSpec("aiodjango", threads, LARGE_URLCONF)
     large_wsgi = ServerSpec("aiohttp-wsgi", threads, LARGE_URLCONF)
     sleep = f"/sync/sleep/?s={SLEEP_SECONDS}"
+    # Configurations compared by a target run one after the other in a round,
+    # so that slow drifts of a shared machine's load hit both alike.
     return [
         Bench("lifted/aiodjango", "http", aiodjango, "/lifted/hello/"),
         Bench("lifted/bare-aiohttp", "http", ServerSpec("bare-aiohttp", threads), "/lifted/hello/"),
+        Bench("saturated/aiodjango", "http", aiodjango, "/lifted/hello/", background=sleep),
+        Bench("routing/lifted-1000", "http", large, "/lifted/hello/"),
         Bench("django-async/uvicorn", "http", ServerSpec("uvicorn", threads), "/async/hello/"),
         Bench("sync/aiodjango", "http", aiodjango, "/sync/hello/"),
         Bench("sync/aiohttp-wsgi", "http", ServerSpec("aiohttp-wsgi", threads), "/sync/hello/"),
         Bench("sync/gunicorn-gthread", "http", ServerSpec("gunicorn-gthread", threads), "/sync/hello/"),
         Bench("sync/gunicorn-sync", "http", ServerSpec("gunicorn-sync", threads), "/sync/hello/"),
         Bench("sync/uvicorn", "http", ServerSpec("uvicorn", threads), "/sync/hello/"),
-        Bench("saturated/aiodjango", "http", aiodjango, "/lifted/hello/", background=sleep),
-        Bench("routing/lifted-1000", "http", large, "/lifted/hello/"),
         Bench("routing/sync-first-1000/aiodjango", "http", large, "/sync/hello/"),
         Bench("routing/sync-first-1000/aiohttp-wsgi", "http", large_wsgi, "/sync/hello/"),
         Bench("routing/sync-last-1000/aiodjango", "http", large, "/sync/last/"),
@@ -140,7 +142,7 @@ class Context:
     versions: dict
     log_dir: str
     file_path: str = ""
-    downloads: int = 3
+    downloads: int = 5
     websockets: int = 10_000
     echoes: int = 1_000
     py_spy: Optional[str] = None
@@ -206,9 +208,11 @@ def run_file(ctx: Context, bench: Bench) -> dict[str, Any]:
         pid = server.worker_pid
         before = server.memory()["VmRSS"]
         method = "VmHWM after clear_refs" if reset_peak(pid) else "VmHWM since start"
-        downloads = []
+        downloads, cpu_ms = [], []
         for _ in range(ctx.downloads):
+            cpu_before = cpu_ns(pid)
             got = loadgen.download(server.url(bench.path), cpu=ctx.load_cpu, python=ctx.python)
+            cpu_ms.append((cpu_ns(pid) - cpu_before) / 1e6)
             expected = os.path.getsize(ctx.file_path)
             if got["bytes"] != expected:
                 raise BenchError(f"{server.spec.label} sent {got['bytes']} of {expected} bytes")
@@ -221,6 +225,7 @@ def run_file(ctx: Context, bench: Bench) -> dict[str, Any]:
             "rss_growth_kib": after["VmHWM"] - before,
             "peak_method": method,
             "downloads_s": downloads,
+            "server_cpu_ms": cpu_ms,
             "tool": got["tool"],
         }
 
@@ -364,7 +369,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     parser.add_argument("--threads", type=int, default=8, help="thread pool size where a server has one (8)")
     parser.add_argument("--file-size", type=int, default=200, metavar="MIB", help="FileResponse size (200)")
-    parser.add_argument("--downloads", type=int, default=3, help="downloads per file run (3)")
+    parser.add_argument("--downloads", type=int, default=5, help="downloads per file run (5)")
     parser.add_argument("--websockets", type=int, default=10_000, help="idle websockets to open (10000)")
     parser.add_argument("--echoes", type=int, default=1_000, help="echo round trips at that load (1000)")
     parser.add_argument(

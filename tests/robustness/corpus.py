@@ -61,10 +61,7 @@ def _cases() -> list[Case]:
     g = "request-line"
     add("empty request line", b"\r\n\r\n\r\n\r\nX\r\n\r\n", group=g)
     add("method only", b"GET\r\n\r\n", group=g)
-    add("HTTP/0.9 style", b"GET /django/hello/\r\n\r\n", group=g,
-        xfail="llhttp parses an HTTP/0.9 request line and the bridge calls Django with "
-              "SERVER_PROTOCOL='HTTP/0.9' (aiodjango/environ.py build_environ); gunicorn answers 400. "
-              "Reported to the lead.")
+    add("HTTP/0.9 style", b"GET /django/hello/\r\n\r\n", group=g)
     add("extra token", b"GET /django/hello/ HTTP/1.1 extra\r\n" + HOST + b"\r\n", group=g)
     add("bad version", b"GET /django/hello/ HTTP/1.1.1\r\n" + HOST + b"\r\n", group=g)
     add("not HTTP", b"GET /django/hello/ HTTX/1.1\r\n" + HOST + b"\r\n", group=g)
@@ -140,6 +137,7 @@ def _cases() -> list[Case]:
     add("two Host fields", get(b"/django/hello/", b"Host: evil.example"), group=g)
     add("Host with a path", b"GET /django/hello/ HTTP/1.1\r\nHost: 127.0.0.1/evil\r\n\r\n", group=g)
     add("Host not allowed", b"GET /django/hello/ HTTP/1.1\r\nHost: evil.example\r\n\r\n", group=g)
+    add("Host not allowed, lifted", b"GET /lifted/hello/ HTTP/1.1\r\nHost: evil.example\r\n\r\n", group=g)
     add("Host with spaces", b"GET /django/hello/ HTTP/1.1\r\nHost: 127.0.0.1 evil\r\n\r\n", group=g)
     add("unknown expectation", get(b"/django/hello/", b"Expect: 200-ok"), group=g)
 
@@ -190,6 +188,8 @@ def _cases() -> list[Case]:
     add("ws version not a number", get(b"/ws/", b"Upgrade: websocket", b"Connection: Upgrade", b"Sec-WebSocket-Version: 13abc", GOOD_KEY), group=g)
     add("ws Upgrade to something else", get(b"/ws/", b"Upgrade: h2c", b"Connection: Upgrade", b"Sec-WebSocket-Version: 13", GOOD_KEY), group=g)
     add("ws without Connection: Upgrade", get(b"/ws/", b"Upgrade: websocket", b"Sec-WebSocket-Version: 13", GOOD_KEY), group=g)
+    add("ws from a foreign Origin", get(b"/ws/", *WS, GOOD_KEY, b"Origin: http://evil.example"), group=g)
+    add("ws from a null Origin", get(b"/ws/", *WS, GOOD_KEY, b"Origin: null"), group=g)
     note = "aiohttp's WebSocketResponse does not check RFC 6455's GET and HTTP/1.1 requirements"
     add("ws by POST", post(b"/ws/", *WS, GOOD_KEY, b"Content-Length: 0"), "upstream", group=g, note=note)
     add("ws in HTTP/1.0", get(b"/ws/", *WS, GOOD_KEY, version=b"HTTP/1.0"), "upstream", group=g, note=note)

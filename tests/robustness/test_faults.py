@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from .conftest import REPORT, Server, gunicorn_server, start_gunicorn, worker_pids
+from .conftest import REPORT, Server, gunicorn_server, settled, start_gunicorn, worker_pids
 
 
 async def wait_for(predicate: Any, timeout: float, what: str) -> Any:
@@ -74,6 +74,7 @@ async def test_sigterm_under_gunicorn_is_graceful(tmp_path) -> None:
 
 async def test_views_that_raise_get_a_500_logged_and_the_server_goes_on(spawn) -> None:
     server = spawn()
+    baseline = server.diag()
     async with aiohttp.ClientSession() as session:
         for path in ["/lifted/raise/", "/django/raise/"] * 3:
             status, body = await fetch(session, server.url + path)
@@ -84,6 +85,7 @@ async def test_views_that_raise_get_a_500_logged_and_the_server_goes_on(spawn) -
     log = server.log()
     assert log.count("robustness: a lifted view raised") >= 3, log
     assert log.count("robustness: a Django view raised") >= 3, log
+    settled(server, baseline)
 
 
 @pytest.mark.parametrize("cancellation", [False, True], ids=["default", "handler_cancellation"])

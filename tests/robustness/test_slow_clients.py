@@ -79,6 +79,7 @@ async def test_slowloris_headers_are_cut_after_keepalive_timeout(spawn) -> None:
 
 async def test_slowloris_body_holds_no_bridge_thread(spawn) -> None:
     server = spawn("--threads", str(THREADS))
+    baseline = server.diag()
     body = b"b" * 64
     head = b"POST /django/echo/ HTTP/1.1\r\n" + HOST + b"Content-Length: %d\r\n\r\n" % (len(body) + 1)
     loris = [asyncio.ensure_future(trickle(server.port, head, body, 0.05, 30)) for _ in range(5 * THREADS)]
@@ -99,6 +100,8 @@ async def test_slowloris_body_holds_no_bridge_thread(spawn) -> None:
         for task in loris:
             task.cancel()
         await asyncio.gather(*loris, return_exceptions=True)
+    REPORT.clients_cut += len(loris)
+    settled(server, baseline)  # the abandoned bodies are dropped, their sockets closed
 
 
 @pytest.mark.xfail(
@@ -195,6 +198,7 @@ async def test_100_vanishing_clients_leave_nothing_behind(spawn) -> None:
 
 async def test_overload_lifted_views_keep_answering_queued_requests_complete(spawn) -> None:
     server = spawn("--threads", str(THREADS))
+    baseline = server.diag()
     count = 10 * THREADS
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
@@ -215,4 +219,4 @@ async def test_overload_lifted_views_keep_answering_queued_requests_complete(spa
         answers = await asyncio.gather(*slow)
     assert answers == [(200, "slow done")] * count
     assert lifted >= 3
-    assert server.diag()["sync_slow_inflight"] == 0
+    settled(server, baseline)
