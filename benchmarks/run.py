@@ -241,7 +241,9 @@ def run_websockets(ctx: Context, bench: Bench) -> dict[str, Any]:
             client.receive(timeout=60)  # the warm-up echo
             time.sleep(0.5)
             before = server.memory()["VmRSS"]
+            cpu_before = cpu_ns(server.worker_pid)
             opened = client.send("open", timeout=300)
+            open_cpu = (cpu_ns(server.worker_pid) - cpu_before) / 1e9
             if opened["errors"]:
                 raise BenchError(
                     f"{opened['errors']} of {ctx.websockets} websockets failed to open: "
@@ -256,6 +258,7 @@ def run_websockets(ctx: Context, bench: Bench) -> dict[str, Any]:
     return {
         "opened": opened["opened"],
         "open_s": opened["seconds"],
+        "open_server_cpu_s": open_cpu,
         "rss_before_kib": before,
         "rss_after_kib": after,
         "rss_per_connection_kib": (after - before) / max(1, opened["opened"]),

@@ -89,8 +89,13 @@ def combined():
         clear_url_caches()
         app = get_aio_application(WSGIHandler(), urlconf=URLCONF)
         loop = asyncio.new_event_loop()
-        client = TestClient(TestServer(app), loop=loop)
-        loop.run_until_complete(client.start_server())
+
+        async def start():
+            client = TestClient(TestServer(app))
+            await client.start_server()
+            return client
+
+        client = loop.run_until_complete(start())
         try:
             yield app, client, loop
         finally:
