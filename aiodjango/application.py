@@ -78,6 +78,7 @@ def get_aio_application(
         max_request_body_size=conf.AIODJANGO_MAX_REQUEST_BODY_SIZE,
         spool_threshold=conf.AIODJANGO_SPOOL_THRESHOLD,
         shutdown_timeout=conf.AIODJANGO_SHUTDOWN_TIMEOUT,
+        request_body_timeout=conf.AIODJANGO_REQUEST_BODY_TIMEOUT,
     )
 
     resolver = get_resolver(urlconf)

@@ -58,5 +58,12 @@ class Settings:
 
         return getattr(settings, "AIODJANGO_SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)
 
+    @property
+    def AIODJANGO_REQUEST_BODY_TIMEOUT(self) -> float | None:
+        """Seconds the WSGI bridge allows for receiving a request body (408 after)."""
+        from .bridge import DEFAULT_REQUEST_BODY_TIMEOUT
+
+        return getattr(settings, "AIODJANGO_REQUEST_BODY_TIMEOUT", DEFAULT_REQUEST_BODY_TIMEOUT)
+
 
 conf = Settings()

@@ -84,6 +84,11 @@ def summarise(bench: dict[str, Any]) -> dict[str, Any]:
             "server_cpu_ms": median([ms for run in runs for ms in run.get("server_cpu_ms", [])]),
             "peak_method": runs[0]["peak_method"],
         }
+    if kind == "micro":
+        return {
+            patterns: {key: median([run[patterns][key] for run in runs]) for key in runs[0][patterns]}
+            for patterns in runs[0]
+        }
     if kind == "websockets":
         run = runs[-1]
         return {
@@ -166,6 +171,23 @@ def tables(results: dict[str, Any]) -> str:
                 f"{_fmt(s.get('p50_ms'), 2)} | {_fmt(s.get('p99_ms'), 2)} | "
                 f"{_fmt(s.get('cpu_us_per_request'))} | {note} |"
             )
+        out.append("")
+    for name, bench in benchmarks.items():
+        s = bench.get("summary")
+        if bench["kind"] != "micro" or not s:
+            continue
+        out += [
+            "| route lookup, in-process, µs | 10 patterns | 1,000 patterns |",
+            "|---|--:|--:|",
+        ]
+        for key, title in (
+            ("aiodjango_lifted_us", "aiodjango: aiohttp router, lifted view defined last"),
+            ("bare_aiohttp_us", "bare aiohttp router, one route"),
+            ("django_resolve_lifted_us", "Django `resolve()` of that view"),
+            ("aiodjango_fallback_us", "aiodjango: aiohttp router to the Django fallback (`/sync/last/`)"),
+            ("django_resolve_fallback_us", "Django `resolve()` of `/sync/last/`, which Django then does itself"),
+        ):
+            out.append(f"| {title} | {_fmt(s['10'].get(key), 1)} | {_fmt(s['1000'].get(key), 1)} |")
         out.append("")
     files = [(name, b) for name, b in benchmarks.items() if b["kind"] == "file"]
     if files:
@@ -309,7 +331,10 @@ def results_md(results: dict[str, Any], *, command: str, chart_name: Optional[st
         f"`wrk -t1 -c{settings['connections']} -d{settings['duration']}s --latency` after a "
         f"{settings['warmup']} s warm-up; median of {settings['runs']} runs, interleaved "
         f"(round 1 of every configuration, then round 2, …); threads = {settings['threads']} "
-        f"wherever a server has a pool.",
+        f"wherever a server has a pool. Targets compare those medians; their last column "
+        f"compares the servers' CPU time per request (per download for files) instead, "
+        f"which moves far less when other processes share the CPUs. Every run's raw numbers "
+        f"are in `results/latest.json`.",
         f"- **Versions:** aiodjango {meta['aiodjango']}; {version_line}; {meta['wrk']}.",
         "",
         tables(results),

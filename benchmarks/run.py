@@ -37,11 +37,13 @@ from servers import (  # noqa: E402
     LARGE_URLCONF,
     NEEDS,
     REPO,
+    SMALL_URLCONF,
     BenchError,
     Server,
     ServerSpec,
     cpu_ns,
     http_get,
+    pin,
     reset_peak,
 )
 
@@ -85,6 +87,7 @@ def benches(threads: int) -> list[Bench]:
         Bench("routing/sync-first-1000/aiohttp-wsgi", "http", large_wsgi, "/sync/hello/"),
         Bench("routing/sync-last-1000/aiodjango", "http", large, "/sync/last/"),
         Bench("routing/sync-last-1000/aiohttp-wsgi", "http", large_wsgi, "/sync/last/"),
+        Bench("routing/lookup", "micro", aiodjango, "/lifted/hello/, /sync/last/"),
         Bench("file/aiodjango", "file", aiodjango, "/file/"),
         Bench("file/gunicorn-gthread", "file", ServerSpec("gunicorn-gthread", threads), "/file/"),
         Bench("file/aiohttp-wsgi", "file", ServerSpec("aiohttp-wsgi", threads), "/file/"),
@@ -266,7 +269,24 @@ def run_websockets(ctx: Context, bench: Bench) -> dict[str, Any]:
     }
 
 
+def run_micro(ctx: Context, bench: Bench) -> dict[str, Any]:
+    """micro.py with each URLconf: route lookup in µs, in-process."""
+    found = {}
+    for patterns, urlconf in (("10", SMALL_URLCONF), ("1000", LARGE_URLCONF)):
+        env = dict(os.environ, BENCH_URLCONF=urlconf, DJANGO_SETTINGS_MODULE="benchproject.settings")
+        command = pin(ctx.server_cpu) + [ctx.python, os.path.join(HERE, "micro.py")]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"micro.py did not finish within 120 s: {' '.join(command)}")
+        if done.returncode != 0:
+            raise BenchError(f"micro.py failed: {done.stderr[-2000:]}")
+        found[patterns] = json.loads(done.stdout)
+    return found
+
+
 RUNNERS: dict[str, Callable[[Context, Bench], dict[str, Any]]] = {
+    "micro": run_micro,
     "http": run_http,
     "file": run_file,
     "websockets": run_websockets,

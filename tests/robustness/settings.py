@@ -34,4 +34,5 @@ LOGGING = {
 # The bridge's limits; a test may set others through the environment.
 AIODJANGO_MAX_REQUEST_BODY_SIZE = int(os.environ.get("ROBUSTNESS_MAX_BODY", 8 * 1024 * 1024))
 AIODJANGO_SPOOL_THRESHOLD = int(os.environ.get("ROBUSTNESS_SPOOL", 256 * 1024))
+AIODJANGO_REQUEST_BODY_TIMEOUT = float(os.environ.get("ROBUSTNESS_BODY_TIMEOUT", 2))
 AIODJANGO_SHUTDOWN_TIMEOUT = float(os.environ.get("ROBUSTNESS_SHUTDOWN_TIMEOUT", 10))

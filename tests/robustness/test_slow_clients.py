@@ -104,15 +104,10 @@ async def test_slowloris_body_holds_no_bridge_thread(spawn) -> None:
     settled(server, baseline)  # the abandoned bodies are dropped, their sockets closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="No timeout cuts a client trickling a request body: aiohttp's keepalive_timeout "
-    "only covers the headers, and the bridge's read_body() waits without a deadline. "
-    "Reported to the lead (aiodjango/environ.py read_body).",
-)
 async def test_slowloris_body_is_cut_after_a_timeout(spawn) -> None:
     server = spawn("--keepalive-timeout", "1")
     head = b"POST /django/echo/ HTTP/1.1\r\n" + HOST + b"Content-Length: 1000\r\n\r\n"
+    # AIODJANGO_REQUEST_BODY_TIMEOUT is 2 s in tests/robustness/settings.py.
     cut = await trickle(server.port, head, b"b" * 999, 0.1, 3)
     assert cut is not None, "still connected after 3 s of trickling"
 
