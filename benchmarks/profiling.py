@@ -2,8 +2,10 @@
 
 py-spy (``pip install py-spy``, not in requirements.txt) attaches to the
 server's PID without pausing it (``--nonblocking``), so the run's numbers stay
-comparable.  The summary lists the functions by inclusive and by own share of
-the samples, with their files, which is what a slow path shows up as.
+comparable, and samples only the thread holding the GIL (``--gil``): the
+Python work that limits a single process, whichever thread does it.  The
+summary lists the functions by inclusive and by own share of the samples,
+with their files, which is what a slow path shows up as.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class Sampler:
         self.raw_path = raw_path
         self.seconds = seconds
         self.process = subprocess.Popen(
-            [py_spy, "record", "--nonblocking", "--pid", str(pid), "--duration", str(seconds),
+            [py_spy, "record", "--nonblocking", "--gil", "--pid", str(pid), "--duration", str(seconds),
              "--rate", str(rate), "--format", "raw", "--output", raw_path],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )

@@ -333,8 +333,8 @@ def results_md(results: dict[str, Any], *, command: str, chart_name: Optional[st
         f"(round 1 of every configuration, then round 2, …); threads = {settings['threads']} "
         f"wherever a server has a pool. Targets compare those medians; their last column "
         f"compares the servers' CPU time per request (per download for files) instead, "
-        f"which moves far less when other processes share the CPUs. Every run's raw numbers "
-        f"are in `results/latest.json`.",
+        f"which moves far less when other processes share the CPUs. Each run writes every "
+        f"round's raw numbers to `benchmarks/results/latest.json` (not committed).",
         f"- **Versions:** aiodjango {meta['aiodjango']}; {version_line}; {meta['wrk']}.",
         "",
         tables(results),
