@@ -30,7 +30,7 @@ from django.urls import URLResolver, reverse
 from django.urls.resolvers import ResolverMatch
 from yarl import URL
 
-from .urlconf import Endpoint, Match, dotted_path, walk
+from .urlconf import Endpoint, Match, walk
 
 logger = logging.getLogger("aiodjango.routing")
 

@@ -5,7 +5,6 @@ the combined app's choice with ``django.urls.resolve()``.
 """
 
 import functools
-import inspect
 
 from aiohttp import web
 from asgiref.sync import markcoroutinefunction
@@ -13,10 +12,6 @@ from django.http import HttpResponse, JsonResponse
 from django.views import View
 
 from aiodjango import keep_in_django
-
-
-def _describe(request_or_info):
-    return request_or_info
 
 
 def sync_view(request, *args, **kwargs):
@@ -128,5 +123,3 @@ async def raises(request):
 async def bad_signature(request, pk):  # pragma: no cover - refused at start-up
     return web.Response()
 
-
-assert inspect.iscoroutinefunction(hello)
