@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import get_resolver
 
-from .bridge import WSGIBridge
+from .wsgi import WSGIBridge
 from .conf import conf
 from .db import close_idle_threads
 from .handlers import make_handler

@@ -40,28 +40,28 @@ class Settings:
     @property
     def AIODJANGO_MAX_REQUEST_BODY_SIZE(self) -> int | None:
         """Largest request body the WSGI bridge accepts, in bytes (``None``: no limit)."""
-        from .bridge import DEFAULT_MAX_REQUEST_BODY_SIZE
+        from .wsgi import DEFAULT_MAX_REQUEST_BODY_SIZE
 
         return getattr(settings, "AIODJANGO_MAX_REQUEST_BODY_SIZE", DEFAULT_MAX_REQUEST_BODY_SIZE)
 
     @property
     def AIODJANGO_SPOOL_THRESHOLD(self) -> int:
         """Request bodies larger than this many bytes are spooled to a temporary file."""
-        from .bridge import DEFAULT_SPOOL_THRESHOLD
+        from .wsgi import DEFAULT_SPOOL_THRESHOLD
 
         return getattr(settings, "AIODJANGO_SPOOL_THRESHOLD", DEFAULT_SPOOL_THRESHOLD)
 
     @property
     def AIODJANGO_SHUTDOWN_TIMEOUT(self) -> float:
         """Seconds the WSGI bridge waits for running requests on shutdown."""
-        from .bridge import DEFAULT_SHUTDOWN_TIMEOUT
+        from .wsgi import DEFAULT_SHUTDOWN_TIMEOUT
 
         return getattr(settings, "AIODJANGO_SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)
 
     @property
     def AIODJANGO_REQUEST_BODY_TIMEOUT(self) -> float | None:
         """Seconds the WSGI bridge allows for receiving a request body (408 after)."""
-        from .bridge import DEFAULT_REQUEST_BODY_TIMEOUT
+        from .wsgi import DEFAULT_REQUEST_BODY_TIMEOUT
 
         return getattr(settings, "AIODJANGO_REQUEST_BODY_TIMEOUT", DEFAULT_REQUEST_BODY_TIMEOUT)
 

@@ -22,7 +22,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 
 from .db import current_context
-from .environ import base_environ, build_environ
+from .wsgi.environ import base_environ, build_environ
 
 logger = logging.getLogger("aiodjango.auth")
 

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import ClientPayloadError, ServerDisconnectedError, web
 
-from aiodjango.bridge import AIOHTTP_REQUEST_KEY, DEFAULT_THREADS, WSGIBridge
+from aiodjango.wsgi import AIOHTTP_REQUEST_KEY, DEFAULT_THREADS, WSGIBridge
 
 from .wsgi_apps import Closing, Ticker, echo_app
 

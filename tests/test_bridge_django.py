@@ -15,7 +15,7 @@ from django.test import override_settings
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from aiodjango.bridge import WSGIBridge
+from aiodjango.wsgi import WSGIBridge
 
 
 def hello(request):

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from aiodjango.bridge import WSGIBridge
+from aiodjango.wsgi import WSGIBridge
 
 from .wsgi_apps import echo_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from aiodjango import bridge
+from aiodjango.wsgi import bridge
 from aiodjango.checks import check_bridge_settings
 from aiodjango.conf import conf
 

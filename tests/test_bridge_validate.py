@@ -18,7 +18,7 @@ from wsgiref.validate import validator
 import pytest
 from aiohttp import web
 
-from aiodjango.bridge import WSGIBridge
+from aiodjango.wsgi import WSGIBridge
 
 pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")
 

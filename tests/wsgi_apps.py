@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
 
     from aiohttp import web
 
-    from aiodjango.bridge import WSGIBridge
+    from aiodjango.wsgi import WSGIBridge
 
     port_file, path = argv
     bridge = WSGIBridge(_django_file_app(path))

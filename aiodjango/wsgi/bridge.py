@@ -17,9 +17,10 @@ How a request goes through (see ``docs/bridge.rst``):
    sent with ``loop.sendfile``.  The iterable is closed exactly once, in the
    pool, on every path.
 
-Modules: ``environ`` (request body, environ), ``exchange`` (the pool side:
-``start_response``, iteration, header checks), ``pool`` (the threads), and
-this one (the aiohttp side: sending, streaming, sendfile, shutdown).
+The other modules of :mod:`aiodjango.wsgi`: ``environ`` (request body,
+environ), ``exchange`` (the pool side: ``start_response``, iteration, header
+checks), ``pool`` (the threads); this one is the aiohttp side (sending,
+streaming, sendfile, shutdown).
 """
 
 from __future__ import annotations
