@@ -91,7 +91,7 @@ def get_aio_application(
 
     app[APP_KEY] = AioDjango(bridge, routes, fallback)
     app.on_startup.append(_keep_fallback_last)
-    app.on_cleanup.append(_shutdown_bridge)
+    bridge.setup(app)
     app.on_cleanup.append(close_idle_threads)
     return app
 
@@ -140,6 +140,3 @@ async def _keep_fallback_last(app: web.Application) -> None:
             resources.remove(fallback)
             resources.append(fallback)
 
-
-async def _shutdown_bridge(app: web.Application) -> None:
-    await app[APP_KEY].bridge.shutdown()

@@ -38,11 +38,7 @@ def make_app(wsgi: Callable[..., Any], **options: Any) -> web.Application:
 
     app.router.add_get("/async", lifted)
     app.router.add_route("*", "/{tail:.*}", bridge.handle)
-
-    async def shutdown(app: web.Application) -> None:
-        await bridge.shutdown()
-
-    app.on_cleanup.append(shutdown)
+    bridge.setup(app)
     return app
 
 
@@ -463,7 +459,8 @@ async def test_head_has_headers_and_no_body(aiohttp_client):
     assert b"Content-Length: 10" in first
     assert second.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n")
     assert b"0123456789" not in data and b"tick" not in data
-    assert ticker.produced == 1 and ticker.closes == 1
+    # A generator body of a HEAD response is not iterated, but it is closed.
+    assert ticker.produced == 0 and ticker.closes == 1
 
 
 async def test_write_callable(aiohttp_client):
@@ -553,8 +550,6 @@ async def test_sendfile_disabled_streams_the_file(aiohttp_client, tmp_path):
 # -- errors and refusals -----------------------------------------------------------
 
 BAD_HEADERS = {
-    "hop-by-hop": [("Connection", "close")],
-    "transfer-encoding": [("Transfer-Encoding", "chunked")],
     "crlf-in-value": [("X-A", "1\r\nSet-Cookie: evil=1")],
     "lf-in-value": [("X-A", "1\nX-B: 2")],
     "crlf-in-name": [("X-A\r\nX-B", "1")],
@@ -588,7 +583,16 @@ async def test_utf8_header_bytes_reach_the_wire_unchanged(aiohttp_client):
     assert "\r\nX-Obs: café ☕\r\n".encode() in data
 
 
-@pytest.mark.parametrize("value", ["caf\xe9", "euro €"], ids=["not-utf-8", "not-latin-1"])
+async def test_latin1_header_bytes_that_are_not_utf8_are_sent_as_utf8(aiohttp_client):
+    # Django's response["X-Title"] = "café" is the byte \xe9 under gunicorn;
+    # aiohttp writes header values as UTF-8, so the characters go out as
+    # UTF-8 (a documented difference), never a 500.
+    client = await aiohttp_client(make_app(simple(headers=[("X-Obs", "caf\xe9")])))
+    data = await raw(client, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"\r\nX-Obs: caf\xc3\xa9\r\n" in data
+
+
+@pytest.mark.parametrize("value", ["euro €"], ids=["not-latin-1"])
 async def test_header_bytes_aiohttp_cannot_send_are_refused(aiohttp_client, caplog, value):
     # aiohttp writes header values as UTF-8: a lone latin-1 byte (obs-text)
     # cannot be sent as it is, and "€" is no latin-1 at all.
@@ -615,11 +619,77 @@ async def test_spool_failure_gives_507(aiohttp_client, caplog, tmp_path, monkeyp
     assert resp.status == 200 and calls == [1]
 
 
-@pytest.mark.parametrize("status", ["OK", "99 Low", "2000 OK", "200 OK\r\nX: y", 200, "150 Info"])
-async def test_bad_status_refused(aiohttp_client, status):
+@pytest.mark.parametrize("status", ["OK", "99 Low", "600 High", "2000 OK", "200 OK\r\nX: y", 200, "abc"])
+async def test_bad_status_refused(aiohttp_client, caplog, status):
     client = await aiohttp_client(make_app(simple(status=status)))
     resp = await client.get("/")
     assert resp.status == 500
+    assert any(r.name == "aiodjango.bridge" and "invalid status" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified", "150 Info"])
+@pytest.mark.parametrize("body", ["list", "generator"])
+async def test_no_body_statuses_send_no_body_bytes(aiohttp_client, status, body):
+    # Whatever the app returns, no body bytes follow the head: the next
+    # response on the connection must parse cleanly (1xx: connection closed).
+    closed = []
+
+    class Body:
+        def __init__(self):
+            self.items = iter([b"leaked body"])
+
+        def __iter__(self):
+            return self.items if body == "generator" else iter([b"leaked body"])
+
+        def close(self):
+            closed.append(1)
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/next":
+            return simple(b"next")(environ, start_response)
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"leaked body"] if body == "list" else Body()
+
+    client = await aiohttp_client(make_app(app))
+    data = await raw(client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                             b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(f"HTTP/1.1 {status}\r\n".encode())
+    assert b"leaked" not in data
+    if status.startswith("1"):
+        assert b"next" not in data  # closed after a final 1xx
+    else:
+        head, rest = data.split(b"\r\n\r\n", 1)
+        assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"next")
+    if body == "generator":
+        assert closed == [1]
+
+
+@pytest.mark.parametrize("name", ["Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade"])
+async def test_hop_by_hop_headers_are_dropped_with_a_warning(aiohttp_client, caplog, name, monkeypatch):
+    from aiodjango.wsgi import exchange
+
+    monkeypatch.setattr(exchange, "_WARNED_HOP_BY_HOP", set())
+    client = await aiohttp_client(make_app(simple(b"fine", headers=[("Content-Type", "text/plain"), (name, "x")])))
+    for _ in range(2):
+        data = await raw(client, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b"fine")
+        assert f"{name}: x".encode() not in data
+    warnings = [r for r in caplog.records if r.name == "aiodjango.bridge" and name in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+async def test_no_content_type_is_invented(aiohttp_client):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        if environ["PATH_INFO"] == "/stream":
+            return (chunk for chunk in [b"a", b"b"])
+        return [b"ab"]
+
+    client = await aiohttp_client(make_app(app))
+    for path in (b"/", b"/stream"):
+        data = await raw(client, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = data.split(b"\r\n\r\n", 1)[0].lower()
+        assert data.startswith(b"HTTP/1.1 200 OK") and b"content-type" not in head
 
 
 async def test_status_without_reason_is_fine(aiohttp_client):
@@ -778,7 +848,7 @@ async def test_injected_executor_is_used_and_not_shut_down(aiohttp_client):
 
     with ThreadPoolExecutor(3, thread_name_prefix="injected") as executor:
         app_ = make_app(app, executor=executor)
-        assert app_[BRIDGE].threads == 3
+        assert app_[BRIDGE].threads is None  # the executor's own size rules
         client = await aiohttp_client(app_)
         assert (await client.get("/")).status == 200
         await app_[BRIDGE].shutdown()
@@ -834,3 +904,117 @@ async def test_shutdown_grace_period_is_bounded(aiohttp_client, caplog):
     finally:
         release.set()
     assert (await asyncio.wait_for(task, WAIT)).status == 200
+
+
+# -- one thread per exchange -------------------------------------------------------
+
+
+async def test_app_call_every_chunk_and_close_run_on_one_thread(aiohttp_client):
+    # 16 streams at once on 4 threads: each exchange keeps its thread from the
+    # app call to close(), as gunicorn's gthread worker does.
+    seen: dict[str, list[int]] = {}
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+            self.count = 0
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            seen[self.name].append(threading.get_ident())
+            self.count += 1
+            if self.count > 5:
+                raise StopIteration
+            return f"{self.name}:{threading.get_ident()};".encode()
+
+        def close(self):
+            seen[self.name].append(threading.get_ident())
+
+    def app(environ, start_response):
+        name = environ["PATH_INFO"]
+        seen[name] = [threading.get_ident()]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Stream(name)
+
+    client = await aiohttp_client(make_app(app, threads=4))
+
+    async def fetch(i):
+        async with client.get(f"/s{i}") as resp:
+            return await resp.read()
+
+    bodies = await asyncio.wait_for(asyncio.gather(*(fetch(i) for i in range(16))), WAIT)
+    await wait_for(lambda: all(len(ids) == 8 for ids in seen.values()), "every close()")
+    assert len(seen) == 16
+    used = set()
+    for name, ids in seen.items():
+        assert len(set(ids)) == 1, f"{name} hopped between threads: {ids}"
+        used.add(ids[0])
+    assert len(used) <= 4
+    for i, body in enumerate(bodies):
+        assert body.count(f"/s{i}:".encode()) == 5
+
+
+async def test_write_sends_each_chunk_before_the_app_returns(aiohttp_client):
+    go = threading.Event()
+    threads = []
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        threads.append(threading.get_ident())
+        write(b"first\n")
+        # The client has the first chunk before the app goes on.
+        assert go.wait(WAIT), "the first chunk never reached the client"
+        write(b"second\n")
+        threads.append(threading.get_ident())
+        body = Closing([b"last\n"])
+        body.close = lambda: threads.append(threading.get_ident())
+        return body
+
+    client = await aiohttp_client(make_app(app))
+    async with client.get("/") as resp:
+        assert await asyncio.wait_for(resp.content.readline(), WAIT) == b"first\n"
+        go.set()
+        assert await asyncio.wait_for(resp.read(), WAIT) == b"second\nlast\n"
+    await wait_for(lambda: len(threads) == 3, "close()")
+    assert len(set(threads)) == 1
+
+
+async def test_write_after_the_client_left_raises_in_the_app(aiohttp_client):
+    errors = []
+    go = threading.Event()
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first\n")
+        go.wait(WAIT)
+        try:
+            for _ in range(100):
+                write(b"x" * 65536)
+        except ConnectionError as exc:
+            errors.append(exc)
+        return []
+
+    async with Served(make_app(app)) as server:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"first\n"), WAIT)
+        writer.close()
+        await writer.wait_closed()
+        go.set()
+        await wait_for(lambda: errors, "write() to raise")
+    assert isinstance(errors[0], ConnectionError)
+
+
+async def test_generator_app_calling_start_response_when_iterated(aiohttp_client):
+    def app(environ, start_response):  # PEP 3333 allows start_response in the first next()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"lazy "
+        yield b"start"
+
+    client = await aiohttp_client(make_app(app))
+    resp = await client.get("/")
+    assert resp.status == 200 and await resp.read() == b"lazy start"
+    resp = await client.head("/")
+    assert resp.status == 200 and await resp.read() == b""

@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from aiohttp.web_urldispatcher import _default_expect_handler
+from aiohttp.hdrs import CONTENT_TYPE
 
 from .environ import (
     AIOHTTP_REQUEST_KEY,
@@ -45,8 +45,19 @@ from .environ import (
     build_environ,
     read_body,
 )
-from .exchange import EMPTY_BODY_STATUS, SINGLE, STREAM, Exchange, InvalidResponse
-from .pool import Inbox, ThreadPool, run_job
+from .exchange import (
+    CLOSE,
+    EMPTY_BODY_STATUS,
+    ITERATE,
+    NEXT,
+    SINGLE,
+    STREAM,
+    Exchange,
+    InvalidResponse,
+    NoContentType,
+    NoContentTypeResponse,
+)
+from .pool import Inbox, ThreadPool
 
 __all__ = [
     "AIOHTTP_REQUEST_KEY",
@@ -119,9 +130,10 @@ class WSGIBridge:
             raise ValueError(f"script_name must not end with '/', got {script_name!r}")
         self.application = application
         self.executor = executor
-        if threads is None:
-            threads = getattr(executor, "_max_workers", None) or DEFAULT_THREADS
-        self.threads: int = threads
+        if threads is None and executor is None:
+            threads = DEFAULT_THREADS
+        #: Size of the bridge's own pool (``None`` with an ``executor`` of the caller's).
+        self.threads: int | None = threads
         self.max_request_body_size = max_request_body_size
         self.spool_threshold = spool_threshold
         self.shutdown_timeout = shutdown_timeout
@@ -129,25 +141,37 @@ class WSGIBridge:
         self.sendfile = sendfile
         self._base = base_environ(script_name=script_name, multiprocess=multiprocess)
         self._pool: ThreadPool | None = None
-        self._busy = 0  # pool jobs submitted and not yet resolved
+        self._busy = 0  # answers awaited from pool threads
         self._idle: asyncio.Future[None] | None = None
         self._inbox: Inbox | None = None
+        self._closed = False  # shutdown() has run: no new pool
+        self._default_expect = web.ResourceRoute("*", self.handle, None)  # type: ignore[arg-type]
 
     # -- pool plumbing (event loop side) --------------------------------------
 
-    def _call(self, fn: Callable[[], Any], exchange: Exchange) -> asyncio.Future[Any]:
-        """Run ``fn`` in the pool; the returned future resolves in the loop."""
+    def _start(self, exchange: Exchange) -> asyncio.Future[Any]:
+        """Give ``exchange`` to a pool thread; the future resolves to its first answer."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         inbox = self._inbox
         if inbox is None or inbox.loop is not loop:
             inbox = self._inbox = Inbox(loop, self._resolve)
+        exchange.inbox = inbox
+        exchange.fut = fut
         if self.executor is not None:
-            self.executor.submit(run_job, fn, fut, exchange, inbox)
+            self.executor.submit(exchange.run)
         else:
             if self._pool is None:
-                self._pool = ThreadPool(self.threads)
-            self._pool.submit((fn, fut, exchange, inbox))
+                self._pool = ThreadPool(self.threads or DEFAULT_THREADS)
+            self._pool.submit(exchange)
+        self._busy += 1
+        exchange.running = True
+        return fut
+
+    def _ask(self, exchange: Exchange, command: str) -> asyncio.Future[Any]:
+        """Ask the thread serving ``exchange`` for its next answer (:data:`NEXT`...)."""
+        fut = asyncio.get_running_loop().create_future()
+        exchange.commands.put((command, fut))  # type: ignore[union-attr]
         self._busy += 1
         exchange.running = True
         return fut
@@ -158,10 +182,10 @@ class WSGIBridge:
         if not self._busy and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
         if fut.cancelled():
-            # The handler went away (cancelled) while this job ran: the
-            # iterable may be open, and only now may it be closed.
-            if not exchange.closed and exchange.iterable is not None:
-                self._call(exchange.close, exchange)
+            # The handler went away (cancelled) while the thread worked: it
+            # now waits for a word from us, and only now may it close.
+            if not exchange.finished:
+                self._ask(exchange, CLOSE)
         elif exc is None:
             fut.set_result(result)
         elif isinstance(exc, Exception):
@@ -173,8 +197,26 @@ class WSGIBridge:
 
     # -- the aiohttp handler ----------------------------------------------------
 
+    def setup(self, app: web.Application) -> None:
+        """Prepare ``app`` to serve this bridge's responses exactly.
+
+        aiohttp gives every response with a body a ``Content-Type``
+        (``application/octet-stream``) when it has none; a WSGI server sends
+        the app's headers only.  This registers the ``on_response_prepare``
+        hook that keeps it that way, and :meth:`shutdown` on ``on_cleanup``.
+        ``get_aio_application()`` calls it; call it yourself when you add
+        :meth:`handle` to an application of your own.
+        """
+        app.on_response_prepare.append(_keep_no_content_type)
+        app.on_cleanup.append(self._cleanup)
+
+    async def _cleanup(self, app: web.Application) -> None:
+        await self.shutdown()
+
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Serve ``request`` with the WSGI application."""
+        if self._closed:
+            return _shutting_down()
         if request.version not in _WSGI_VERSIONS:
             # HTTP/0.9 request lines get through llhttp; WSGI apps expect
             # HTTP/1.x, and gunicorn refuses anything else too.
@@ -212,8 +254,11 @@ class WSGIBridge:
             return response
         environ = build_environ(request, self._base, body, length)
         exchange = Exchange(self.application, environ, body if length and length > self.spool_threshold else None)
+        if self._closed:  # shutdown() ran while the body was read
+            exchange.close()
+            return _shutting_down()
         try:
-            kind, response, first = await self._call(exchange.start, exchange)
+            kind, response, first = await self._start(exchange)
         except InvalidResponse as exc:
             logger.error("%s %s: response refused: %s", request.method, request.raw_path, exc)
             return _error_response()
@@ -228,12 +273,18 @@ class WSGIBridge:
             else:
                 await self._send_file(request, exchange, response)
         except asyncio.CancelledError:
-            # A job still running is closed by _resolve once it ends.
-            if not exchange.closed and not exchange.running:
-                self._call(exchange.close, exchange)  # not awaited: we are cancelled
+            # An answer still awaited is followed by CLOSE in _resolve.
+            if not exchange.finished and not exchange.running:
+                self._ask(exchange, CLOSE)  # not awaited: we are cancelled
             raise
-        if not exchange.closed:
-            await self._call(exchange.close, exchange)
+        if not exchange.finished:
+            # Stopped early (client gone, Content-Length reached, error): the
+            # thread closes the iterable, on the thread that ran the app.
+            try:
+                await self._ask(exchange, CLOSE)
+            except Exception as exc:
+                logger.debug("%s %s: the WSGI application stopped with %r",
+                             request.method, request.raw_path, exc)
         return response  # type: ignore[no-any-return]
 
     async def _stream(self, request: web.BaseRequest, exchange: Exchange,
@@ -241,8 +292,11 @@ class WSGIBridge:
         remaining = exchange.length
         try:
             await response.prepare(request)
-            if chunk is None:  # the first chunk is still to be produced
-                chunk = await self._call(exchange.next_chunk, exchange)
+            if exchange.no_body:  # HEAD (or 204...) of an app using write()
+                while chunk is not None:
+                    chunk = await self._ask(exchange, NEXT)
+                await response.write_eof()
+                return
             while chunk is not None:
                 if remaining is not None:
                     if len(chunk) >= remaining:
@@ -254,7 +308,7 @@ class WSGIBridge:
                 transport = request.transport
                 if transport is None or transport.is_closing():
                     raise ConnectionResetError("client disconnected")
-                chunk = await self._call(exchange.next_chunk, exchange)
+                chunk = await self._ask(exchange, NEXT)
             if remaining:
                 logger.warning("%s %s: the WSGI application sent %d bytes less than its "
                                "Content-Length; closing the connection",
@@ -291,11 +345,11 @@ class WSGIBridge:
                             raise ConnectionResetError("client disconnected") from None
                         raise
                 if not sent:
-                    # No sendfile (e.g. uvloop): stream the file in blocks.
-                    exchange.iterator = iter(exchange.iterable)
+                    # No sendfile (e.g. uvloop): the thread streams the file in blocks.
                     if exchange.length is None:
                         exchange.length = count
-                    await self._stream(request, exchange, response, None)
+                    chunk = await self._ask(exchange, ITERATE)
+                    await self._stream(request, exchange, response, chunk)
                     return
                 if exchange.length is not None and exchange.length > count:
                     logger.warning("%s %s: the file is shorter than the Content-Length; "
@@ -321,12 +375,18 @@ class WSGIBridge:
         length = request.content_length
         if limit is not None and length is not None and length > limit:
             return _too_large(request, limit)
-        return await _default_expect_handler(request)
+        # aiohttp's own answer (100 Continue, or 417 for another expectation)
+        # is reached through a route's public handle_expect_header().
+        return await self._default_expect.handle_expect_header(request)
 
     # -- lifecycle ----------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Wait up to ``shutdown_timeout`` for running requests, then stop the pool."""
+        """Wait up to ``shutdown_timeout`` for running requests, then stop the pool.
+
+        The bridge is then closed for good: later requests get 503.
+        """
+        self._closed = True
         if self._busy:
             self._idle = asyncio.get_running_loop().create_future()
             try:
@@ -341,10 +401,24 @@ class WSGIBridge:
             self._pool = None
 
 
+async def _keep_no_content_type(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: take out the Content-Type aiohttp gave a response without one."""
+    if isinstance(response, (NoContentType, NoContentTypeResponse)):
+        response.headers.popall(CONTENT_TYPE, None)
+
+
 def _too_large(request: web.BaseRequest, limit: int) -> web.Response:
     logger.warning("%s %s: request body refused, larger than %d bytes",
                    request.method, request.raw_path, limit)
     response = web.Response(status=413, text=f"413 Request body larger than {limit} bytes\n")
+    response.force_close()
+    return response
+
+
+def _shutting_down() -> web.Response:
+    # After shutdown() no thread may start (the pool is gone for good): refuse,
+    # and let the client retry elsewhere.
+    response = web.Response(status=503, text="503 Server shutting down\n")
     response.force_close()
     return response
 

@@ -1,7 +1,8 @@
-"""The thread side of the WSGI bridge: a lean pool and the way results get back.
+"""The thread side of the WSGI bridge: a lean pool and the way answers get back.
 
-Jobs are ``(fn, future, exchange, inbox)`` tuples; a pool thread runs ``fn``
-and puts the outcome in the event loop's :class:`Inbox`.
+A pool job is an :class:`~aiodjango.wsgi.exchange.Exchange`: the thread that
+takes it runs it to the end (:meth:`Exchange.run`), putting each answer in
+the event loop's :class:`Inbox`.
 """
 
 from __future__ import annotations
@@ -16,21 +17,12 @@ from typing import Any, Callable
 logger = logging.getLogger("aiodjango.bridge")
 
 
-def run_job(fn: Callable[[], Any], fut: asyncio.Future[Any], exchange: Any, inbox: Inbox) -> None:
-    """Run ``fn`` in a pool thread and hand its outcome back to the event loop."""
-    try:
-        result, exc = fn(), None
-    except BaseException as e:  # noqa: B036 - handed to the loop, never lost
-        result, exc = None, e
-    inbox.put((fut, exchange, result, exc))
-
-
 class Inbox:
-    """Outcomes of pool jobs on their way back to one event loop.
+    """Answers of pool threads on their way back to one event loop.
 
     Waking the loop (``call_soon_threadsafe``) costs a system call and a GIL
-    round trip; under load the loop is awake anyway, so jobs that end while a
-    wake-up is pending ride along with it instead of sending their own.
+    round trip; under load the loop is awake anyway, so answers that come
+    while a wake-up is pending ride along with it instead of sending their own.
     """
 
     __slots__ = ("loop", "items", "scheduled", "resolve", "lock")
@@ -63,41 +55,56 @@ class Inbox:
             try:
                 resolve(*items.popleft())
             except Exception:  # never strand the items behind it
-                logger.exception("Error resolving a WSGI pool job")
+                logger.exception("Error resolving a WSGI pool answer")
 
 
 class ThreadPool:
-    """A lean pool of daemon threads fed from one queue.
+    """A lean pool of daemon threads fed from one queue of exchanges.
 
     Leaner than :class:`~concurrent.futures.ThreadPoolExecutor` per job (no
     ``concurrent.futures.Future``), and daemon threads cannot keep a stopping
     process alive once :meth:`WSGIBridge.shutdown`'s grace period is over.
+    Threads are started as jobs come, up to ``size``.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a job
+        self._pending = 0  # jobs queued and not taken yet
+        self._lock = threading.Lock()
 
-    def submit(self, item: tuple[Any, ...]) -> None:
-        self._queue.put(item)
-        if len(self._threads) < self.size:
-            thread = threading.Thread(
-                target=self._work, name=f"aiodjango-wsgi-{len(self._threads)}", daemon=True
-            )
+    def submit(self, exchange: Any) -> None:
+        with self._lock:
+            self._pending += 1
+            start = self._pending > self._idle and len(self._threads) < self.size
+            if start:
+                thread = threading.Thread(
+                    target=self._work, name=f"aiodjango-wsgi-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                self._idle += 1
+        self._queue.put(exchange)
+        if start:
             thread.start()
-            self._threads.append(thread)
 
     def _work(self) -> None:
-        get = self._queue.get
+        get, lock = self._queue.get, self._lock
         while True:
-            item = get()
-            if item is None:
+            exchange = get()
+            if exchange is None:
                 return
-            run_job(*item)
-            del item
+            with lock:
+                self._pending -= 1
+                self._idle -= 1
+            exchange.run()
+            del exchange
+            with lock:
+                self._idle += 1
 
     def shutdown(self) -> None:
-        for _ in self._threads:
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(None)
-        self._threads = []
