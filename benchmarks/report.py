@@ -36,6 +36,8 @@ TARGETS = [
            "sync/aiodjango", "p99_ms", 1.0, False, "sync/aiohttp-wsgi"),
     Target("Bridge p99 vs gunicorn gthread's p99",
            "sync/aiodjango", "p99_ms", 1.0, False, "sync/gunicorn-gthread"),
+    Target("StreamingHttpResponse, 10 MiB in 64 KiB chunks: throughput vs gunicorn gthread",
+           "stream/aiodjango", "mib_per_s", 1.0, True, "stream/gunicorn-gthread"),
     Target("FileResponse: aiodjango's peak RSS growth",
            "file/aiodjango", "rss_growth_mib", 5.0, False, unit=" MiB"),
     Target("FileResponse: download time vs gunicorn gthread",
@@ -77,6 +79,13 @@ def summarise(bench: dict[str, Any]) -> dict[str, Any]:
         if any("background" in run for run in runs):
             summary["background_rps"] = median([run["background"]["rps"] for run in runs])
         return summary
+    if kind == "stream":
+        return {
+            "mib_per_s": median([run["mib_per_s"] for run in runs]),
+            "p99_ms": median([run["latency_us"]["p99"] / 1000 for run in runs]),
+            "errors": sum(run["error_count"] for run in runs),
+            "cpu_us_per_request": median([run.get("cpu_us_per_request") for run in runs]),
+        }
     if kind == "file":
         return {
             "rss_growth_mib": median([run["rss_growth_kib"] / 1024 for run in runs]),
@@ -118,14 +127,16 @@ def evaluate(benchmarks: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         if target.versus is not None:
             other = benchmarks.get(target.versus, {}).get("summary", {}).get(target.metric)
             value = subject / other if subject is not None and other else None
-        cpu_metric = {"rps": "cpu_us_per_request", "download_s": "server_cpu_ms"}.get(target.metric)
+        cpu_metric = {"rps": "cpu_us_per_request", "mib_per_s": "cpu_us_per_request",
+                      "download_s": "server_cpu_ms"}.get(target.metric)
         if cpu_metric and target.versus is not None:
             # The same comparison from the server's CPU time per request (for
             # requests/s: requests per CPU-second, so higher is better still).
             mine = benchmarks.get(target.subject, {}).get("summary", {}).get(cpu_metric)
             theirs = benchmarks.get(target.versus, {}).get("summary", {}).get(cpu_metric)
             if mine and theirs:
-                entry["cpu_value"] = theirs / mine if target.metric == "rps" else mine / theirs
+                higher_is_better = target.metric in ("rps", "mib_per_s")
+                entry["cpu_value"] = theirs / mine if higher_is_better else mine / theirs
         if value is not None:
             entry["value"] = value
             if target.at_least:
@@ -188,6 +199,23 @@ def tables(results: dict[str, Any]) -> str:
             ("django_resolve_fallback_us", "Django `resolve()` of `/sync/last/`, which Django then does itself"),
         ):
             out.append(f"| {title} | {_fmt(s['10'].get(key), 1)} | {_fmt(s['1000'].get(key), 1)} |")
+        out.append("")
+    streams = [(name, b) for name, b in benchmarks.items() if b["kind"] == "stream"]
+    if streams:
+        out += [
+            "| 10 MiB StreamingHttpResponse, 64 KiB chunks | server | MiB/s | p99 ms | server CPU ms/response | note |",
+            "|---|---|--:|--:|--:|---|",
+        ]
+        for name, bench in streams:
+            s = bench.get("summary", {})
+            note = bench.get("skipped") or bench.get("error") or ""
+            if s.get("errors"):
+                note = (note + " " if note else "") + f"{s['errors']} wrk errors"
+            cpu = s.get("cpu_us_per_request")
+            out.append(
+                f"| {name} | {bench['label']} | {_fmt(s.get('mib_per_s'), 1)} | "
+                f"{_fmt(s.get('p99_ms'), 1)} | {_fmt(cpu / 1000 if cpu else None, 1)} | {note} |"
+            )
         out.append("")
     files = [(name, b) for name, b in benchmarks.items() if b["kind"] == "file"]
     if files:

@@ -53,12 +53,14 @@ DISTRIBUTIONS = ["Django", "aiohttp", "aiohttp-wsgi", "gunicorn", "uvicorn", "ht
 HELLO = b"Hello, World!"
 SLEEP_CONNECTIONS_PER_THREAD = 4  # the pool stays busy, with a queue behind it
 SLEEP_SECONDS = 0.1
+STREAM_BYTES = 10 * 1024 * 1024  # the size of /sync/stream/
+STREAM_CONNECTIONS = 8  # as many streams at once as there are pool threads
 
 
 @dataclass
 class Bench:
     name: str
-    kind: str  # "http", "file" or "websockets"
+    kind: str  # "http", "stream", "file", "websockets" or "micro"
     spec: ServerSpec
     path: str
     background: Optional[str] = None  # a path loaded while measuring (the sleep views)
@@ -88,6 +90,9 @@ def benches(threads: int) -> list[Bench]:
         Bench("routing/sync-last-1000/aiodjango", "http", large, "/sync/last/"),
         Bench("routing/sync-last-1000/aiohttp-wsgi", "http", large_wsgi, "/sync/last/"),
         Bench("routing/lookup", "micro", aiodjango, "/lifted/hello/, /sync/last/"),
+        Bench("stream/aiodjango", "stream", aiodjango, "/sync/stream/"),
+        Bench("stream/gunicorn-gthread", "stream", ServerSpec("gunicorn-gthread", threads), "/sync/stream/"),
+        Bench("stream/aiohttp-wsgi", "stream", ServerSpec("aiohttp-wsgi", threads), "/sync/stream/"),
         Bench("file/aiodjango", "file", aiodjango, "/file/"),
         Bench("file/gunicorn-gthread", "file", ServerSpec("gunicorn-gthread", threads), "/file/"),
         Bench("file/aiohttp-wsgi", "file", ServerSpec("aiohttp-wsgi", threads), "/file/"),
@@ -204,6 +209,26 @@ def run_http(ctx: Context, bench: Bench) -> dict[str, Any]:
         return result
 
 
+def run_stream(ctx: Context, bench: Bench) -> dict[str, Any]:
+    """wrk fetching a 10 MiB StreamingHttpResponse; throughput in MiB/s."""
+    with ctx.server(bench, "/sync/hello/") as server:
+        status, body = http_get(server.url(bench.path))
+        if status != 200 or len(body) != STREAM_BYTES:
+            raise BenchError(f"{server.spec.label} answered {bench.path} with HTTP {status}, "
+                             f"{len(body)} bytes instead of {STREAM_BYTES}")
+        url = server.url(bench.path)
+        if ctx.warmup:
+            loadgen.wrk(url, duration=ctx.warmup, connections=STREAM_CONNECTIONS, cpu=ctx.load_cpu)
+        cpu_before = cpu_ns(server.worker_pid)
+        result = loadgen.wrk(url, duration=ctx.duration, connections=STREAM_CONNECTIONS, cpu=ctx.load_cpu)
+        used = cpu_ns(server.worker_pid) - cpu_before
+        seconds = result["duration_us"] / 1e6
+        result["mib_per_s"] = result["requests"] * STREAM_BYTES / (1 << 20) / seconds if seconds else 0.0
+        result["server_cpu_s"] = used / 1e9
+        result["cpu_us_per_request"] = used / 1e3 / result["requests"] if result["requests"] else None
+        return result
+
+
 def run_file(ctx: Context, bench: Bench) -> dict[str, Any]:
     with ctx.server(bench, "/sync/hello/") as server:
         for _ in range(20):  # warm the handler and the pool
@@ -288,6 +313,7 @@ def run_micro(ctx: Context, bench: Bench) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Context, Bench], dict[str, Any]]] = {
     "micro": run_micro,
     "http": run_http,
+    "stream": run_stream,
     "file": run_file,
     "websockets": run_websockets,
 }

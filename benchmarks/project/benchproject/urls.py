@@ -8,6 +8,7 @@ urlpatterns = [
     path("sync/hello/", views.sync_hello),
     path("async/hello/", views.django_async_hello),
     path("file/", views.file_download),
+    path("sync/stream/", views.sync_stream),
     path("sync/sleep/", views.sleep),
     path("ws/echo/", views.ws_echo),
     path("articles/<int:year>/", views.sync_hello),

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 
 from aiodjango import keep_in_django
 
@@ -46,6 +46,17 @@ async def ws_echo(request):
 def file_download(request):
     """A FileResponse of the file the harness created (BENCH_FILE)."""
     return FileResponse(open(settings.BENCH_FILE, "rb"), content_type="application/octet-stream")
+
+
+STREAM_CHUNK = b"s" * (64 * 1024)
+STREAM_CHUNKS = 160  # 10 MiB
+
+
+def sync_stream(request):
+    """A 10 MiB StreamingHttpResponse in 64 KiB chunks, produced by a generator."""
+    return StreamingHttpResponse(
+        (STREAM_CHUNK for _ in range(STREAM_CHUNKS)), content_type="application/octet-stream"
+    )
 
 
 def sleep(request):
