@@ -36,14 +36,21 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.hdrs import CONTENT_TYPE
 
-from .environ import (
-    AIOHTTP_REQUEST_KEY,
-    FileWrapper,
+from .body import (
+    DEFAULT_REQUEST_BODY_MEMORY,
+    BodyMemory,
     RequestBodySpoolError,
     RequestBodyTooLarge,
+    read_body,
+)
+from .environ import (
+    AIOHTTP_REQUEST_KEY,
+    DEFAULT_MAX_REQUEST_FIELDS,
+    FileWrapper,
+    InvalidRequest,
     base_environ,
     build_environ,
-    read_body,
+    set_body,
 )
 from .exchange import (
     CLOSE,
@@ -88,6 +95,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_REQUEST_BODY_TIMEOUT = 300.0
 
 _WSGI_VERSIONS = frozenset({HttpVersion10, HttpVersion11})
+_BAD_VERSION = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 29\r\nConnection: close\r\n\r\n400 Unsupported HTTP version\n"
+)
 
 
 class WSGIBridge:
@@ -98,6 +109,9 @@ class WSGIBridge:
     :param threads: size of the bridge's own pool (default :data:`DEFAULT_THREADS`).
     :param max_request_body_size: larger bodies get 413 (``None``: no limit).
     :param spool_threshold: larger bodies are spooled to a temporary file.
+    :param request_body_memory: request-body bytes held in memory at once, by
+        all requests together; beyond it bodies are spooled (``None``: no limit).
+    :param max_request_fields: requests with more header fields get 431.
     :param shutdown_timeout: seconds :meth:`shutdown` waits for running requests.
     :param sendfile: send ``wsgi.file_wrapper`` files with ``loop.sendfile``.
     :param script_name: ``SCRIPT_NAME``, stripped from the front of ``PATH_INFO``.
@@ -112,6 +126,8 @@ class WSGIBridge:
         threads: int | None = None,
         max_request_body_size: int | None = DEFAULT_MAX_REQUEST_BODY_SIZE,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        request_body_memory: int | None = DEFAULT_REQUEST_BODY_MEMORY,
+        max_request_fields: int = DEFAULT_MAX_REQUEST_FIELDS,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         request_body_timeout: float | None = DEFAULT_REQUEST_BODY_TIMEOUT,
         sendfile: bool = True,
@@ -128,6 +144,11 @@ class WSGIBridge:
             raise ValueError(f"spool_threshold must be >= 0, got {spool_threshold!r}")
         if script_name.endswith("/"):
             raise ValueError(f"script_name must not end with '/', got {script_name!r}")
+        if type(max_request_fields) is not int or max_request_fields < 1:
+            raise ValueError(f"max_request_fields must be a positive integer, got {max_request_fields!r}")
+        #: The budget of request-body bytes held in memory (``.used``, ``.limit``).
+        self.body_memory = BodyMemory(request_body_memory)  # checks the value
+        self.max_request_fields = max_request_fields
         self.application = application
         self.executor = executor
         if threads is None and executor is None:
@@ -218,13 +239,31 @@ class WSGIBridge:
         if self._closed:
             return _shutting_down()
         if request.version not in _WSGI_VERSIONS:
-            # HTTP/0.9 request lines get through llhttp; WSGI apps expect
-            # HTTP/1.x, and gunicorn refuses anything else too.
+            # HTTP/0.9 and HTTP/2.0 request lines get through llhttp; WSGI apps
+            # expect HTTP/1.x, and gunicorn refuses anything else too.  aiohttp
+            # would answer in the request's version ("HTTP/2.0 400"), so the
+            # refusal is written here, as HTTP/1.1, and the connection closed;
+            # aiohttp then finds it closed and only logs the access.
+            transport = request.transport
+            if transport is not None:
+                transport.write(_BAD_VERSION)
+                transport.close()
             response = web.Response(status=400, text="400 Unsupported HTTP version\n")
             response.force_close()
             return response
         try:
-            reading = read_body(request, max_size=self.max_request_body_size, spool_threshold=self.spool_threshold)
+            # Before the body is read: a header flood or an ambiguous request
+            # costs no body, no thread (answered as gunicorn answers it).
+            environ = build_environ(request, self._base, max_fields=self.max_request_fields, strict=True)
+        except InvalidRequest as exc:
+            logger.warning("%s %.200r from %s: refused with %d: %s",
+                           request.method, request.raw_path, request.remote, exc.status, exc.detail)
+            response = web.Response(status=exc.status, text=f"{exc.status} {exc.reason}\n")
+            response.force_close()
+            return response
+        try:
+            reading = read_body(request, max_size=self.max_request_body_size,
+                                spool_threshold=self.spool_threshold, memory=self.body_memory)
             if self.request_body_timeout is not None and request.body_exists:
                 body, length = await asyncio.wait_for(reading, self.request_body_timeout)
             else:
@@ -252,8 +291,11 @@ class WSGIBridge:
             response = web.Response(status=400, text="400 Incomplete request body\n")
             response.force_close()
             return response
-        environ = build_environ(request, self._base, body, length)
-        exchange = Exchange(self.application, environ, body if length and length > self.spool_threshold else None)
+        set_body(environ, body, length)
+        # Closed with the exchange, whatever it is: a spooled file (also a small
+        # body spooled because the memory budget was spent), or an in-memory
+        # body whose bytes go back to the budget.
+        exchange = Exchange(self.application, environ, body)
         if self._closed:  # shutdown() ran while the body was read
             exchange.close()
             return _shutting_down()
