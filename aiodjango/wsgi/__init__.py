@@ -6,14 +6,16 @@ passes them to :class:`WSGIBridge` as keyword arguments.
 
 Modules, from the wire inwards:
 
-* ``bridge``: the aiohttp handler (request body, sending, streaming,
-  sendfile, shutdown);
-* ``environ``: the request body and the WSGI environ, built as gunicorn builds it;
+* ``bridge``: the aiohttp handler (sending, streaming, sendfile, shutdown);
+* ``environ``: the WSGI environ, built (and bad requests refused) as gunicorn does;
+* ``body``: the request body, read before a thread is used, within a
+  process-wide memory budget, spooled to disk beyond it;
 * ``exchange``: one PEP 3333 exchange, run on one pool thread from the
   application call to ``close()``;
 * ``pool``: the threads, and the way results get back to the event loop.
 """
 
+from .body import DEFAULT_REQUEST_BODY_MEMORY
 from .bridge import (
     DEFAULT_MAX_REQUEST_BODY_SIZE,
     DEFAULT_REQUEST_BODY_TIMEOUT,
@@ -22,11 +24,13 @@ from .bridge import (
     DEFAULT_THREADS,
     WSGIBridge,
 )
-from .environ import AIOHTTP_REQUEST_KEY, FileWrapper
+from .environ import AIOHTTP_REQUEST_KEY, DEFAULT_MAX_REQUEST_FIELDS, FileWrapper
 
 __all__ = [
     "AIOHTTP_REQUEST_KEY",
     "DEFAULT_MAX_REQUEST_BODY_SIZE",
+    "DEFAULT_MAX_REQUEST_FIELDS",
+    "DEFAULT_REQUEST_BODY_MEMORY",
     "DEFAULT_REQUEST_BODY_TIMEOUT",
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "DEFAULT_SPOOL_THRESHOLD",

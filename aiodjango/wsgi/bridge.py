@@ -229,9 +229,10 @@ class WSGIBridge:
         :meth:`handle` to an application of your own.
         """
         app.on_response_prepare.append(_keep_no_content_type)
-        app.on_cleanup.append(self._cleanup)
+        app.on_cleanup.append(self.cleanup)
 
-    async def _cleanup(self, app: web.Application) -> None:
+    async def cleanup(self, app: web.Application) -> None:
+        """An ``on_cleanup`` receiver: :meth:`shutdown`."""
         await self.shutdown()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -443,10 +444,21 @@ class WSGIBridge:
             self._pool = None
 
 
-async def _keep_no_content_type(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: take out the Content-Type aiohttp gave a response without one."""
-    if isinstance(response, (NoContentType, NoContentTypeResponse)):
+_NO_CONTENT_TYPE = (NoContentType, NoContentTypeResponse)
+
+
+def strip_invented_content_type(response: web.StreamResponse) -> None:
+    """Take out the Content-Type aiohttp gave a bridge response that had none.
+
+    For ``on_response_prepare`` (:meth:`WSGIBridge.setup` registers it).
+    """
+    # type(), not isinstance(): responses are ABCs, whose isinstance() is slow.
+    if type(response) in _NO_CONTENT_TYPE:
         response.headers.popall(CONTENT_TYPE, None)
+
+
+async def _keep_no_content_type(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    strip_invented_content_type(response)
 
 
 def _too_large(request: web.BaseRequest, limit: int) -> web.Response:

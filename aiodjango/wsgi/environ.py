@@ -1,16 +1,18 @@
-"""The request half of the WSGI bridge: the request body and the WSGI environ.
+"""The request half of the WSGI bridge: the WSGI environ, built and checked as gunicorn does.
 
 Framework-free (no Django import).  The environ is built the way gunicorn
-builds it, so a WSGI app sees the same keys under both servers; the test
-``tests/test_bridge_gunicorn.py`` compares the two side by side.
+builds it, so a WSGI app sees the same keys under both servers; the tests
+``tests/test_bridge_gunicorn.py`` and ``tests/test_bridge_environ.py`` compare
+the two side by side, under both of aiohttp's HTTP parsers.  Requests that
+gunicorn refuses are refused here too (:class:`InvalidRequest`), before the
+body is read and before any thread is used.  The request body is read in
+:mod:`.body`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
+import re
 import sys
-import tempfile
 from typing import IO, Any, Callable, Iterator
 from urllib.parse import unquote_to_bytes
 
@@ -20,29 +22,40 @@ from aiohttp.http import SERVER_SOFTWARE
 #: The environ key holding the :class:`aiohttp.web.Request` being served.
 AIOHTTP_REQUEST_KEY = "aiohttp.request"
 
+#: Most header fields a request may have (gunicorn's ``limit_request_fields``
+#: default); more get ``431 Request Header Fields Too Large``.
+DEFAULT_MAX_REQUEST_FIELDS = 100
+
 # How a header name maps to its environ key; ``None`` means "drop it".  A
 # cache, since the same few names come with every request; bounded so that
 # clients sending random names cannot grow it without end.
 _HEADER_KEYS: dict[bytes, str | None] = {}
 _HEADER_KEYS_MAX = 512
 
+# Fields that cannot be combined into a list (RFC 9110 5.3): a repeat makes
+# the request ambiguous, and gunicorn refuses it with 400.
+_SINGLETONS = {"HTTP_HOST": "Host", "CONTENT_TYPE": "Content-Type", "CONTENT_LENGTH": "Content-Length"}
+
+# A request target is printable ASCII (RFC 9112 3.2, RFC 3986 2), as
+# gunicorn and llhttp (aiohttp's C parser) check; aiohttp's pure-Python
+# parser lets other bytes through (decoded as UTF-8 with surrogateescape).
+_BAD_TARGET = re.compile(r"[^\x21-\x7e]").search
+
 _PROTOCOLS = {(1, 1): "HTTP/1.1", (1, 0): "HTTP/1.0"}
 
 
-class RequestBodyTooLarge(Exception):
-    """The request body is larger than ``max_request_body_size``."""
+class InvalidRequest(Exception):
+    """A request the bridge refuses before calling the application.
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body larger than {limit} bytes")
-        self.limit = limit
+    ``status`` and ``reason`` make the response (``reason`` is shown to the
+    client); ``detail`` is for the log.
+    """
 
-
-class RequestBodySpoolError(Exception):
-    """The request body could not be written to its temporary file (disk full...)."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(f"request body could not be spooled to a temporary file: {error}")
-        self.error = error
+    def __init__(self, status: int, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail or reason)
+        self.status = status
+        self.reason = reason
+        self.detail = detail or reason
 
 
 class FileWrapper:
@@ -75,7 +88,7 @@ def header_key(name: bytes) -> str | None:
     Names holding ``_`` are dropped (as gunicorn and Django's runserver do), so
     ``X_Forwarded_For`` cannot pose as ``X-Forwarded-For`` once both become
     ``HTTP_X_FORWARDED_FOR``.  Content-Type and Content-Length become
-    ``CONTENT_TYPE`` and ``CONTENT_LENGTH`` (the latter set by the bridge).
+    ``CONTENT_TYPE`` and ``CONTENT_LENGTH``.
     """
     key = _HEADER_KEYS.get(name, False)
     if key is not False:
@@ -85,11 +98,7 @@ def header_key(name: bytes) -> str | None:
         key = None
     else:
         key = text.upper().replace("-", "_")
-        if key == "CONTENT_TYPE":
-            pass
-        elif key == "CONTENT_LENGTH":
-            key = None
-        else:
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
     if len(_HEADER_KEYS) < _HEADER_KEYS_MAX:
         _HEADER_KEYS[name] = key
@@ -113,40 +122,78 @@ def base_environ(*, script_name: str = "", multiprocess: bool = False) -> dict[s
 def build_environ(
     request: web.BaseRequest,
     base: dict[str, Any],
-    body: IO[bytes],
-    length: int | None,
+    body: IO[bytes] | None = None,
+    length: int | None = None,
+    *,
+    max_fields: int | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """The WSGI environ for ``request`` whose body is ``body`` (``length`` bytes).
 
     ``length`` is ``None`` when the request has no body: ``CONTENT_LENGTH`` is
     then left out, as gunicorn does.  Otherwise it is the number of bytes
-    really read, also for chunked requests.
+    really read, also for chunked requests.  Without ``body``, ``wsgi.input``
+    and ``CONTENT_LENGTH`` are left for :func:`set_body`.
+
+    Raises :class:`InvalidRequest` (``431``) for more than ``max_fields``
+    header fields.  With ``strict`` (the bridge), also for what gunicorn
+    refuses: a repeated Host, Content-Type or Content-Length (``400``), a
+    request target that is not printable ASCII (``400``), and a path outside
+    ``SCRIPT_NAME`` (``500``, a server misconfiguration).  Without it (the
+    stand-in request of lifted views), repeats are joined, a non-ASCII target
+    is given as its bytes (latin-1) and a path outside ``SCRIPT_NAME`` is kept.
     """
+    raw_headers = request.raw_headers
+    if max_fields is not None and len(raw_headers) > max_fields:
+        # Checked first: nothing below runs for a header flood.
+        raise InvalidRequest(
+            431, "Too many header fields",
+            f"{len(raw_headers)} header fields, more than the {max_fields} allowed "
+            f"(max_request_fields; AIODJANGO_MAX_REQUEST_FIELDS under Django)",
+        )
     environ = base.copy()
+    target = request.raw_path
     url = request.rel_url
     raw_path = url.raw_path
+    query = url.raw_query_string
+    if _BAD_TARGET(target):
+        if strict:
+            raise InvalidRequest(400, "Invalid request target", "request target is not printable ASCII")
+        # aiohttp decoded the bytes as UTF-8 with surrogateescape: undo that,
+        # and give them as latin-1 (PEP 3333).
+        target, raw_path, query = (
+            text.encode("utf-8", "surrogateescape").decode("latin-1") for text in (target, raw_path, query)
+        )
     # PEP 3333: PATH_INFO is the percent-decoded bytes, as latin-1.
     if "%" in raw_path or not raw_path.isascii():
-        path_info = unquote_to_bytes(raw_path).decode("latin-1")
+        path_info = unquote_to_bytes(raw_path.encode("latin-1")).decode("latin-1")
     else:
         path_info = raw_path
     script_name = environ["SCRIPT_NAME"]
-    if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
-        path_info = path_info[len(script_name):]
+    outside = False
+    if script_name:
+        if path_info == script_name or path_info.startswith(script_name + "/"):
+            path_info = path_info[len(script_name):]
+        else:
+            outside = strict
     environ["REQUEST_METHOD"] = request.method
     environ["PATH_INFO"] = path_info
-    environ["QUERY_STRING"] = url.raw_query_string
-    environ["RAW_URI"] = environ["REQUEST_URI"] = request.raw_path
+    environ["QUERY_STRING"] = query
+    environ["RAW_URI"] = environ["REQUEST_URI"] = target
     environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.version) or "HTTP/%d.%d" % request.version
-    environ["wsgi.url_scheme"] = request.scheme
-    environ["wsgi.input"] = body
+    # From the connection, as gunicorn does: aiohttp < 3.11 takes the scheme of
+    # an absolute-form target ("GET https://x/ HTTP/1.1" over plain TCP).
+    transport = request.transport
+    secure = transport is not None and transport.get_extra_info("sslcontext") is not None
+    environ["wsgi.url_scheme"] = "https" if secure else "http"
     environ["wsgi.errors"] = sys.stderr
     environ[AIOHTTP_REQUEST_KEY] = request
-    if length is not None:
-        environ["CONTENT_LENGTH"] = str(length)
 
-    host = None
-    for name, value in request.raw_headers:
+    # Repeated headers are joined with "," once at the end, as gunicorn does:
+    # joining them one by one copies the growing value each time (quadratic,
+    # the pattern of CVE-2025-14550).
+    repeated: dict[str, list[str]] | None = None
+    for name, value in raw_headers:
         key = _HEADER_KEYS.get(name, False)
         if key is False:
             key = header_key(name)
@@ -155,15 +202,29 @@ def build_environ(
         # Optional whitespace around the value is not part of it (RFC 9110);
         # aiohttp before 3.10 kept trailing whitespace.
         text = value.strip(b" \t").decode("latin-1")
-        if key in environ:
-            # Repeated header: join with ",", as gunicorn does.
-            environ[key] = environ[key] + "," + text
-        else:
+        if key not in environ:
             environ[key] = text
-        if key == "HTTP_HOST":
-            host = text
+            continue
+        if strict and key in _SINGLETONS:
+            raise InvalidRequest(400, f"Repeated {_SINGLETONS[key]} header")
+        if repeated is None:
+            repeated = {}
+        values = repeated.get(key)
+        if values is None:
+            repeated[key] = [environ[key], text]
+        else:
+            values.append(text)
+    if repeated is not None:
+        for key, values in repeated.items():
+            environ[key] = ",".join(values)
+    if outside:
+        # gunicorn answers 500 too: the server is mounted where this request
+        # should never have been sent (after the header checks, as there).
+        raise InvalidRequest(
+            500, "Internal Server Error",
+            f"request path {path_info!r} is outside SCRIPT_NAME {script_name!r} (script_name)",
+        )
 
-    transport = request.transport
     sockname = transport.get_extra_info("sockname") if transport is not None else None
     if isinstance(sockname, tuple):
         environ["SERVER_NAME"] = str(sockname[0])
@@ -171,7 +232,7 @@ def build_environ(
     else:
         # A unix socket (or no transport): name the server from Host, as
         # gunicorn does.
-        name, port = _split_host(host or "")
+        name, port = _split_host(environ.get("HTTP_HOST", ""))
         environ["SERVER_NAME"] = name
         environ["SERVER_PORT"] = port or ("443" if environ["wsgi.url_scheme"] == "https" else "80")
     remote = request.remote
@@ -180,7 +241,18 @@ def build_environ(
     peername = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peername, tuple) and len(peername) >= 2:
         environ["REMOTE_PORT"] = str(peername[1])
+    if body is not None:
+        set_body(environ, body, length)
     return environ
+
+
+def set_body(environ: dict[str, Any], body: IO[bytes], length: int | None) -> None:
+    """Set ``wsgi.input`` and ``CONTENT_LENGTH`` (left out when ``length`` is ``None``)."""
+    environ["wsgi.input"] = body
+    if length is None:
+        environ.pop("CONTENT_LENGTH", None)
+    else:
+        environ["CONTENT_LENGTH"] = str(length)
 
 
 def _split_host(host: str) -> tuple[str, str]:
@@ -189,68 +261,3 @@ def _split_host(host: str) -> tuple[str, str]:
     if not colon or "]" in port or not port.isdigit():
         return host, ""
     return name, port
-
-
-async def read_body(
-    request: web.BaseRequest, *, max_size: int | None, spool_threshold: int
-) -> tuple[IO[bytes], int | None]:
-    """Read the whole request body; return ``(wsgi.input, length)``.
-
-    A body over ``spool_threshold`` bytes goes to a temporary file (written in
-    the event loop's default executor, never in the WSGI pool); ``length`` is
-    ``None`` when the request has no body at all.  Raises
-    :class:`RequestBodyTooLarge` as soon as the declared or the read length
-    passes ``max_size``, before the rest is read, and
-    :class:`RequestBodySpoolError` when the temporary file cannot be written.
-    """
-    if not request.body_exists:
-        return io.BytesIO(), None
-    declared = request.content_length
-    if max_size is not None and declared is not None and declared > max_size:
-        raise RequestBodyTooLarge(max_size)
-
-    content = request.content
-    chunks: list[bytes] = []
-    pending = 0  # bytes in ``chunks``
-    size = 0
-    spool: IO[bytes] | None = None
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            if max_size is not None and size > max_size:
-                raise RequestBodyTooLarge(max_size)
-            chunks.append(chunk)
-            pending += len(chunk)
-            if pending > spool_threshold:
-                try:
-                    if spool is None:
-                        spool = await loop.run_in_executor(None, tempfile.TemporaryFile)
-                    await loop.run_in_executor(None, _write_blocks, spool, chunks, False)
-                except OSError as exc:
-                    raise RequestBodySpoolError(exc) from exc
-                chunks = []
-                pending = 0
-        if spool is None:
-            if len(chunks) == 1:
-                return io.BytesIO(chunks[0]), size
-            return io.BytesIO(b"".join(chunks)), size
-        try:
-            await loop.run_in_executor(None, _write_blocks, spool, chunks, True)
-        except OSError as exc:
-            raise RequestBodySpoolError(exc) from exc
-        return spool, size
-    except BaseException:
-        if spool is not None:
-            spool.close()
-        raise
-
-
-def _write_blocks(file: IO[bytes], blocks: list[bytes], rewind: bool) -> None:
-    file.writelines(blocks)
-    if rewind:
-        file.flush()
-        file.seek(0)
