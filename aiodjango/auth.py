@@ -46,8 +46,9 @@ __all__ = ["get_session", "get_user", "login", "logout", "save_session", "login_
 V = TypeVar("V", bound=Callable[..., Any])
 
 
-def _load(session: Any) -> None:
-    session.keys()  # loads the data (database, cache, signed cookie...)
+def _load(session: Any) -> bool:
+    """Load the data (database, cache, signed cookie...); whether there is any."""
+    return bool(session.keys())
 
 
 async def get_session(request: web.BaseRequest) -> Any:
@@ -61,7 +62,7 @@ async def get_session(request: web.BaseRequest) -> Any:
         dj = django_request(request)
         engine = import_module(settings.SESSION_ENGINE)
         session = engine.SessionStore(request.cookies.get(settings.SESSION_COOKIE_NAME))
-        await sync_to_async(_load, thread_sensitive=True)(session)
+        state.session_had_data = await sync_to_async(_load, thread_sensitive=True)(session)
         dj.session = session
         state.session = session
     return state.session
@@ -170,6 +171,9 @@ def login_required(
                 return web.Response(status=403, text="403 Forbidden\n")
             return _redirect_to_login(request, login_url, redirect_field_name)
 
+        # LoginRequiredMiddleware's policy leaves the check to this decorator
+        # (its login_url, raise_exception...): see aiodjango.policies.access.
+        wrapper._aiodjango_checks_login = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     if view is not None:

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 from aiohttp import hdrs, web
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 
@@ -30,12 +31,15 @@ logger = logging.getLogger("aiodjango.auth")
 class RequestState:
     """What aiodjango knows about one aiohttp request on Django's side."""
 
-    __slots__ = ("request", "django", "session", "user", "uses_csrf", "cookies", "form")
+    __slots__ = (
+        "request", "django", "session", "session_had_data", "user", "uses_csrf", "cookies", "form"
+    )
 
     def __init__(self, request: web.BaseRequest) -> None:
         self.request = request
         self.django: Optional[WSGIRequest] = None
         self.session: Any = None
+        self.session_had_data = False  # whether the session held data when loaded
         self.user: Any = None
         self.uses_csrf = False
         self.cookies: SimpleCookie = SimpleCookie()
@@ -76,15 +80,15 @@ def request_of(args: Sequence[Any]) -> web.Request:
 
 def state_of(request: web.BaseRequest) -> RequestState:
     """The request's :class:`RequestState`, created on first use."""
-    try:
-        return request[STATE_KEY]  # type: ignore[no-any-return]
-    except KeyError:
-        pass
-    state = RequestState(request)
-    request[STATE_KEY] = state
+    state: Optional[RequestState] = request.get(STATE_KEY)
+    if state is None:
+        state = RequestState(request)
+        request[STATE_KEY] = state
     context = current_context()
-    if context is not None and context.request is request:
-        context.auth = state  # the lifted handler finishes it after the view
+    if context is not None and context.auth is None and context.request is request:
+        # The handler finishes it after the view.  Also when the state was made
+        # before the request cycle began (by the Host or Origin check's log line).
+        context.auth = state
     return state
 
 
@@ -95,6 +99,34 @@ def django_request(request: web.BaseRequest) -> WSGIRequest:
     if dj is None:
         dj = state.django = WSGIRequest(build_environ(request, base_environ(), io.BytesIO(), None))
     return dj
+
+
+def log_request(request: web.BaseRequest) -> Any:
+    """The request to put in a log record (``record.request``), as Django does.
+
+    Django's handlers (``AdminEmailHandler``, Sentry's, ...) expect an
+    ``HttpRequest``: this is the stand-in of :func:`django_request`, its form
+    read now (the body is the aiohttp handler's, so it is empty here: a
+    report shows the headers, the query string and the cookies).
+    """
+    try:
+        dj = django_request(request)
+    except Exception:  # pragma: no cover - a request aiohttp parsed always has an environ
+        logger.exception("No Django request could stand for %s.", request.path)
+        return request
+    try:
+        # Parsed now (a no-op if @csrf_protect put the form there), so that a
+        # report reading it can't fail: with a malformed Content-Type Django
+        # raises once and marks the form empty.
+        dj.POST  # noqa: B018
+    except Exception:
+        pass
+    return dj
+
+
+def log_escaped(text: str) -> str:
+    """``text`` (a path) for a log line, escaped as Django's ``log_response`` escapes it."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def to_aiohttp_response(response: HttpResponse) -> web.Response:
@@ -159,7 +191,11 @@ def send_cookies(state: RequestState, response: Optional[web.StreamResponse]) ->
         cookies.clear()
         return
     sent = state.request.cookies
-    changed = [name for name, morsel in cookies.items() if sent.get(name) != morsel.value]
+    changed = [
+        name
+        for name, morsel in cookies.items()
+        if sent.get(name) != morsel.value and not _nothing_to_keep(state, name)
+    ]
     cookies.clear()
     if changed:
         logger.warning(
@@ -169,6 +205,20 @@ def send_cookies(state: RequestState, response: Optional[web.StreamResponse]) ->
             " and ".join(repr(name) for name in changed),
             state.request.path,
         )
+
+
+def _nothing_to_keep(state: RequestState, name: str) -> bool:
+    """Whether the client loses nothing by keeping its ``name`` cookie.
+
+    True for the session cookie of a session that was empty when loaded (a
+    bogus or expired cookie) and still is: Django's ``SessionMiddleware``
+    would delete or renew that cookie, silently; the websocket's client keeps
+    its cookie, which still means "no session".
+    """
+    session = state.session
+    if session is None or state.session_had_data or name != settings.SESSION_COOKIE_NAME:
+        return False
+    return not session.keys()
 
 
 async def _finish(state: RequestState, response: Optional[web.StreamResponse]) -> None:
@@ -184,6 +234,9 @@ async def finish(state: RequestState, response: Optional[web.StreamResponse]) ->
     session is still saved.  Shielded: a cancellation of the handler does
     not stop it half-way.
     """
-    if state.django is None and not state.cookies:
-        return
+    dj = state.django
+    if not state.cookies and (
+        dj is None or not (hasattr(dj, "session") or dj.META.get("CSRF_COOKIE_NEEDS_UPDATE"))
+    ):
+        return  # nothing to save or send (a stand-in used only to read the request)
     await asyncio.shield(_finish(state, response))

@@ -6,12 +6,15 @@
   entries under ``DEBUG``, ``USE_X_FORWARDED_HOST``).  A bad Host gets 400
   and a ``django.security.DisallowedHost`` log record.
 * **Origin**: a websocket handshake whose ``Origin`` is not allowed gets 403
-  and a ``django.security.csrf`` warning saying why.  Allowed: an origin whose
-  host matches ``ALLOWED_HOSTS`` (with ``"*"`` in ``ALLOWED_HOSTS``: the
-  request's own host), or one listed in ``CSRF_TRUSTED_ORIGINS`` (wildcards
-  as Django reads them).  A handshake without ``Origin`` passes.
-* **CSRF**: :func:`csrf_protect`, opt-in, runs Django's ``CsrfViewMiddleware``
-  on unsafe methods.
+  and a ``django.security.csrf`` warning saying why.  Allowed, as by
+  ``CsrfViewMiddleware``: the request's own origin (scheme, host and port;
+  ``SECURE_PROXY_SSL_HEADER`` honoured; the host in ``ALLOWED_HOSTS``), or
+  one listed in ``CSRF_TRUSTED_ORIGINS`` (wildcards as Django reads them).
+  A handshake without ``Origin`` passes.
+* **CSRF**: with ``CsrfViewMiddleware`` in ``MIDDLEWARE``, the unsafe methods
+  of every lifted view are checked by its code (``aiodjango.policies``,
+  through ``csrf_rejection()``); :func:`csrf_protect` asks for the same
+  check per view (without the middleware, or where it is skipped).
 
 The first two are on by default (``AIODJANGO_CHECK_HOST``,
 ``AIODJANGO_CHECK_ORIGIN``), and per view with :func:`check_host` /
@@ -36,7 +39,14 @@ from django.utils.datastructures import MultiValueDict
 from django.utils.http import is_same_domain
 
 from .conf import conf
-from .django_request import django_request, request_of, state_of, to_aiohttp_response
+from .django_request import (
+    django_request,
+    log_escaped,
+    log_request,
+    request_of,
+    state_of,
+    to_aiohttp_response,
+)
 
 __all__ = ["check_host", "check_origin", "csrf_protect", "get_csrf_token"]
 
@@ -169,7 +179,7 @@ class HostCheck:
             message += " The domain name provided is not valid according to RFC 1034/1035."
         exc = DisallowedHost(message)
         host_logger.error(
-            message, exc_info=exc, extra={"status_code": 400, "request": request}
+            message, exc_info=exc, extra={"status_code": 400, "request": log_request(request)}
         )
         text = "400 Bad Request\n"
         if settings.DEBUG:
@@ -186,53 +196,86 @@ def is_websocket(request: web.BaseRequest) -> bool:
     return upgrade is not None and upgrade.lower() == "websocket"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 class OriginCheck:
-    """Refuse websocket handshakes from origins that are not allowed (403)."""
+    """Refuse websocket handshakes from origins that are not allowed (403).
+
+    Django's rule, as ``CsrfViewMiddleware`` checks an ``Origin``: the origin
+    is the request's own (same scheme, ``SECURE_PROXY_SSL_HEADER`` honoured;
+    same host, allowed by ``ALLOWED_HOSTS``; same port), or it is listed in
+    ``CSRF_TRUSTED_ORIGINS``.
+    """
 
     def __init__(self, hosts: list[str], use_x_forwarded_host: bool) -> None:
         self.hosts = hosts
-        self.any_host = "*" in hosts
         self.use_x_forwarded_host = use_x_forwarded_host
+        self.proxy_ssl_header = bool(settings.SECURE_PROXY_SSL_HEADER)
         csrf = CsrfViewMiddleware(_no_response)
         self.trusted_exact = frozenset(csrf.allowed_origins_exact)
         self.trusted_subdomains = {k: tuple(v) for k, v in csrf.allowed_origin_subdomains.items()}
+
+    def scheme(self, request: web.BaseRequest) -> str:
+        """The request's scheme, as ``HttpRequest.scheme`` gives it."""
+        if not self.proxy_ssl_header:
+            # What HttpRequest.scheme reads then: wsgi.url_scheme, which is this.
+            return request.scheme
+        return django_request(request).scheme  # type: ignore[no-any-return]
 
     def refusal(self, request: web.BaseRequest, origin: str) -> Optional[str]:
         """Why ``origin`` is refused, or ``None`` when it is allowed."""
         if origin in self.trusted_exact:
             return None
+        untrusted = "and the origin is not listed in CSRF_TRUSTED_ORIGINS"
         try:
             parsed = urlsplit(origin)
+            parsed.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
-            return f"its Origin {origin!r} is not a valid URL"
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            return (
-                f"its Origin {origin!r} is not an http(s) origin and is not listed in "
-                f"CSRF_TRUSTED_ORIGINS"
-            )
-        netloc = parsed.netloc.lower()
-        if any(
-            is_same_domain(netloc, host) for host in self.trusted_subdomains.get(parsed.scheme, ())
+            return f"the Origin {origin!r} is not a valid origin {untrusted}"
+        scheme, netloc = parsed.scheme, parsed.netloc
+        if any(is_same_domain(netloc, host) for host in self.trusted_subdomains.get(scheme, ())):
+            return None
+        domain, port = split_domain_port(netloc)
+        if (
+            scheme not in _DEFAULT_PORTS
+            or not domain
+            or parsed.path
+            or parsed.query
+            or parsed.fragment
         ):
-            return None
-        domain, _ = split_domain_port(netloc)
-        if self.any_host:
-            # ALLOWED_HOSTS = ["*"] says nothing about origins: accept the
-            # request's own host only, as Django's CSRF check does.
-            own = raw_host(request, self.use_x_forwarded_host).lower()
-            if domain and netloc == own:
-                return None
+            return f"the Origin {origin!r} is not an http(s) origin (scheme://host[:port]) {untrusted}"
+        host = raw_host(request, self.use_x_forwarded_host)
+        own_domain, own_port = split_domain_port(host)
+        if not own_domain or not validate_host(own_domain, self.hosts):
+            return f"host not allowed: the requested host {host!r} is not in ALLOWED_HOSTS"
+        if domain != own_domain:
+            if not validate_host(domain, self.hosts):
+                return (
+                    f"host not allowed: the host {domain!r} of the Origin {origin!r} is not in "
+                    f"ALLOWED_HOSTS, {untrusted}"
+                )
             return (
-                f"its Origin {origin!r} is not the requested host {own!r} (ALLOWED_HOSTS "
-                f"is '*', so only the same host is allowed) and is not listed in "
-                f"CSRF_TRUSTED_ORIGINS"
+                f"wrong host: the Origin {origin!r} is not the requested host {host!r}, "
+                f"{untrusted} (list it there to allow this site's other hosts)"
             )
-        if domain and validate_host(domain, self.hosts):
-            return None
-        return (
-            f"the host {domain or netloc!r} of its Origin {origin!r} is not in ALLOWED_HOSTS "
-            f"and the origin is not listed in CSRF_TRUSTED_ORIGINS"
-        )
+        own_scheme = self.scheme(request)
+        if scheme != own_scheme:
+            hint = ""
+            if scheme == "https" and not self.proxy_ssl_header:
+                hint = " (behind a proxy that terminates HTTPS, set SECURE_PROXY_SSL_HEADER)"
+            return (
+                f"wrong scheme: the Origin {origin!r} is {scheme}, the request {own_scheme}{hint}, "
+                f"{untrusted}"
+            )
+        origin_port = int(port) if port else _DEFAULT_PORTS[scheme]
+        own = int(own_port) if own_port else _DEFAULT_PORTS[own_scheme]
+        if origin_port != own:
+            return (
+                f"wrong port: the Origin {origin!r} has port {origin_port}, the request {own} "
+                f"(its host is {host!r}), {untrusted}"
+            )
+        return None
 
     def __call__(self, request: web.Request) -> Optional[web.StreamResponse]:
         if not is_websocket(request):
@@ -243,11 +286,14 @@ class OriginCheck:
         reason = self.refusal(request, origin)
         if reason is None:
             return None
-        message = f"Forbidden (websocket handshake refused: {reason}): {request.path}"
-        csrf_logger.warning(message, extra={"status_code": 403, "request": request})
+        message = "Forbidden (websocket handshake refused: %s): %s"
+        args = (reason, log_escaped(request.path))
+        csrf_logger.warning(
+            message, *args, extra={"status_code": 403, "request": log_request(request)}
+        )
         text = "403 Forbidden\n"
         if settings.DEBUG:
-            text += "\n" + message + "\n"
+            text += "\n" + message % args + "\n"
         return web.Response(status=403, text=text)
 
 
@@ -279,18 +325,30 @@ def _is_form(request: web.BaseRequest) -> bool:
     return request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def _csrf_check(dj: Any) -> Any:
+def _csrf_check(dj: Any, callback: Any) -> Any:
     middleware = CsrfViewMiddleware(_no_response)
     if "CSRF_COOKIE" not in dj.META:
         middleware.process_request(dj)
-    return middleware.process_view(dj, _no_response, (), {})
+    return middleware.process_view(dj, callback, (), {})
 
 
-async def csrf_rejection(request: web.Request) -> Optional[web.StreamResponse]:
-    """Django's CSRF answer for ``request``: ``None`` to go on, or its 403 response."""
+async def csrf_rejection(request: web.Request, callback: Any = _no_response) -> Optional[web.StreamResponse]:
+    """Django's CSRF answer for ``request``: ``None`` to go on, or its 403 response.
+
+    ``callback`` is the view, for Django to read its ``csrf_exempt``.
+    """
     state = state_of(request)
     dj = django_request(request)
-    if request.method == "POST" and _is_form(request) and not hasattr(dj, "_post"):
+    # Checked already (the middleware's policy, then @csrf_protect): Django's
+    # own mark of a request it accepted, which its process_view honours too.
+    if getattr(dj, "csrf_processing_done", False):
+        return None
+    if request.method == "POST" and _is_form(request) and settings.CSRF_HEADER_NAME in dj.META:
+        if not hasattr(dj, "_post"):
+            # The token is in the header: the body is left unread (the view
+            # may stream it), and Django falls back to the header.
+            dj._post, dj._files = QueryDict(), MultiValueDict()
+    elif request.method == "POST" and _is_form(request) and not hasattr(dj, "_post"):
         # Django reads the token from request.POST: give it the form as
         # aiohttp parses it (cached: the view's ``await request.post()`` works).
         form = state.form = await request.post()  # its files are closed after the view
@@ -304,7 +362,7 @@ async def csrf_rejection(request: web.Request) -> Optional[web.StreamResponse]:
 
         await get_session(request)
     state.uses_csrf = True
-    rejection = await sync_to_async(_csrf_check, thread_sensitive=True)(dj)
+    rejection = await sync_to_async(_csrf_check, thread_sensitive=True)(dj, callback)
     if rejection is None:
         return None
     return to_aiohttp_response(rejection)
@@ -322,7 +380,13 @@ def csrf_protect(view: V) -> V:
     ``django.security.csrf`` warning.  Works on functions and on the methods
     of an ``aiohttp.web.View``.  A POSTed form is read with ``await
     request.post()`` (the view gets it again from that call;
-    ``request.multipart()`` can't stream it any more).
+    ``request.multipart()`` can't stream it any more), unless the token
+    comes in the header.
+
+    With ``CsrfViewMiddleware`` in ``MIDDLEWARE`` every lifted view is
+    checked already (the request is then not checked twice); this decorator
+    is for projects without it, or that skip it for lifted views
+    (``AIODJANGO_MIDDLEWARE``).
     """
 
     @functools.wraps(view)

@@ -127,9 +127,15 @@ async def test_login_url_setting_is_followed(aio_client, settings):
 async def test_lifted_login_and_logout_are_seen_by_django(aio_client, ada):
     r = await aio_client.get("/django/protected/", allow_redirects=False)
     assert r.status == 302  # Django's own login_required
-    r = await aio_client.post("/citizens/login/", data={"username": "ada", "password": "nope"})
+    # CsrfViewMiddleware is in MIDDLEWARE: lifted POSTs carry the token, as Django's do.
+    csrf = {"X-CSRFToken": (await (await aio_client.get("/citizens/csrf/")).json())["token"]}
+    r = await aio_client.post(
+        "/citizens/login/", data={"username": "ada", "password": "nope"}, headers=csrf
+    )
     assert r.status == 401
-    r = await aio_client.post("/citizens/login/", data={"username": "ada", "password": PASSWORD})
+    r = await aio_client.post(
+        "/citizens/login/", data={"username": "ada", "password": PASSWORD}, headers=csrf
+    )
     assert r.status == 200 and (await r.json())["user"] == "ada"
     assert {"sessionid", "csrftoken"} <= set(r.cookies)  # new session, rotated CSRF token
     r = await aio_client.get("/django/protected/", allow_redirects=False)
@@ -137,7 +143,8 @@ async def test_lifted_login_and_logout_are_seen_by_django(aio_client, ada):
     assert await r.text() == "django view, logged in"
     assert (await sync_to_async(User.objects.get)(pk=ada.pk)).last_login is not None
 
-    r = await aio_client.post("/citizens/logout/")
+    csrf = {"X-CSRFToken": (await (await aio_client.get("/citizens/csrf/")).json())["token"]}
+    r = await aio_client.post("/citizens/logout/", headers=csrf)  # the token rotated at login
     assert await r.json() == {"user": None}
     r = await aio_client.get("/django/protected/", allow_redirects=False)
     assert r.status == 302

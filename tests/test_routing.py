@@ -18,6 +18,15 @@ async def client(aiohttp_client):
     return await aiohttp_client(get_aio_application(application))
 
 
+@pytest.fixture
+async def client_without_csrf(aiohttp_client):
+    """Unsafe methods without a CSRF token: CsrfViewMiddleware skipped for lifted views."""
+    skip = {"django.middleware.csrf.CsrfViewMiddleware": "skip"}
+    with override_settings(AIODJANGO_MIDDLEWARE=skip):
+        app = get_aio_application(application)
+    return await aiohttp_client(app)
+
+
 @pytest.mark.parametrize(
     "path, view",
     [
@@ -40,14 +49,16 @@ async def test_each_kind_of_view_answers_from_the_right_side(client, path, view)
     assert lifted == (view not in {"sync_view", "DjangoAsyncView", "django_async_view"})
 
 
-async def test_lifted_functions_answer_every_method(client):
+async def test_lifted_functions_answer_every_method(client_without_csrf):
+    client = client_without_csrf
     for method in ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
         response = await client.request(method, "/hello/")
         assert response.status == 200, method
         assert response.headers["X-View"] == "hello"
 
 
-async def test_aiohttp_class_based_view_answers_its_methods_and_405_with_allow(client):
+async def test_aiohttp_class_based_view_answers_its_methods_and_405_with_allow(client_without_csrf):
+    client = client_without_csrf
     assert await (await client.post("/itemview/")).text() == "item post"
     response = await client.put("/itemview/")
     assert response.status == 405

@@ -1,9 +1,9 @@
 """Settings of the benchmark project: every server runs this same project.
 
-As ``django-admin startproject`` makes them, minus what a Hello World does
-not use (sessions, auth, messages, CSRF, the database), DEBUG off, no access
-log.  The harness chooses the URLconf and the file to serve with environment
-variables.
+As ``django-admin startproject`` makes them (its MIDDLEWARE whole: lifted
+views get its policies too), minus the database and the admin, DEBUG off, no
+access log.  The harness chooses the URLconf and the file to serve with
+environment variables.
 """
 
 import os
@@ -17,12 +17,22 @@ ROOT_URLCONF = os.environ.get("BENCH_URLCONF", "benchproject.urls")
 WSGI_APPLICATION = "benchproject.wsgi.application"
 ASGI_APPLICATION = "benchproject.asgi.application"
 
-INSTALLED_APPS = ["aiodjango"]
+INSTALLED_APPS = [
+    "aiodjango",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+]
 
-# startproject's MIDDLEWARE without sessions, auth, messages and CSRF.
+# startproject's MIDDLEWARE.  A Hello World uses no session: none is loaded.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
