@@ -1,0 +1,106 @@
+"""Helpers of the live-server tests: plain HTTP, websockets, and Chromium through playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any, Iterator, Optional
+
+import aiohttp
+import pytest
+
+from tests.example_servers import require_binary
+
+# Debian's Chromium (bash .ci/system-deps); playwright's own download is never used.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 10_000
+TIMEOUT = 10.0
+
+
+class Fetched:
+    def __init__(self, status: int, headers: Any, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def fetch(url: str, *, method: str = "GET", data: Optional[bytes] = None, headers: Optional[dict] = None) -> Fetched:
+    """One request with urllib (what a test without an event loop has); errors are responses too."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return Fetched(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return Fetched(e.code, e.headers, e.read())
+
+
+def ws_exchange(url: str, send: list[str], *, receive: int, cookies: Optional[dict] = None, origin: Optional[str] = None) -> list[Any]:
+    """Open a websocket, read one message, then send each of ``send``; ``receive`` JSON messages in all."""
+
+    async def run() -> list[Any]:
+        async with aiohttp.ClientSession(cookies=cookies or {}) as session:
+            async with session.ws_connect(url, origin=origin) as ws:
+                messages = [await ws.receive_json(timeout=TIMEOUT)]
+                for text in send:
+                    await ws.send_str(text)
+                while len(messages) < receive:
+                    messages.append(await ws.receive_json(timeout=TIMEOUT))
+                return messages
+
+    return asyncio.run(run())
+
+
+def _sync_playwright() -> Any:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true needs it.")
+        pytest.skip(reason)
+    return sync_playwright
+
+
+@contextlib.contextmanager
+def chromium_page() -> Iterator[tuple[Any, list[str]]]:
+    """A page of Debian's headless Chromium (and its JavaScript errors), through playwright's sync API.
+
+    That API runs an event loop in this thread while it is open: Django
+    refuses ORM calls here meanwhile (``SynchronousOnlyOperation``), so tests
+    create their data before and check the database after.
+    """
+    chromium = require_binary("chromium")
+    sync_playwright = _sync_playwright()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, args=CHROMIUM_FLAGS, chromium_sandbox=False
+        )
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.set_default_timeout(WAIT_MS)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page, errors
+        finally:
+            browser.close()
