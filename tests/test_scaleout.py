@@ -9,11 +9,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 
 import aiohttp
 import pytest
 
-from tests.example_servers import EXAMPLE, free_port, gunicorn, migrated_db, redis_server
+from tests.example_servers import (
+    EXAMPLE,
+    PYTHON,
+    example_env,
+    free_port,
+    gunicorn,
+    migrated_db,
+    redis_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -38,63 +47,36 @@ def redis_url(tmp_path):
         yield url
 
 
-@pytest.fixture
-def broadcast(monkeypatch):
-    """The example's ``chat.broadcast`` module."""
-    monkeypatch.syspath_prepend(str(EXAMPLE))
-    from chat import broadcast
-
-    return broadcast
-
-
-async def next_message(subscription) -> dict:
-    return await asyncio.wait_for(subscription.__anext__(), 10)
-
-
-async def redis_clients(url: str) -> int:
-    redis = import_redis()
-    client = redis.Redis.from_url(url)
-    try:
-        return len(await client.client_list()) - 1  # less this one
-    finally:
-        await client.aclose()
+async def test_announce_command_reaches_the_room_through_redis(tmp_path, tmp_path_factory, redis_url):
+    db = migrated_db(tmp_path_factory)
+    env = {"REDIS_URL": redis_url}
+    with gunicorn(tmp_path, db, "-w", "2", env=env) as server:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            async with http.ws_connect(server.url + "/chat/news/ws/") as ws:
+                assert await receive(ws) == {"type": "join", "user": "anonymous"}
+                # manage.py announce: a process of its own, with no event loop.
+                done = await asyncio.to_thread(
+                    subprocess.run,
+                    [PYTHON, "manage.py", "announce", "news", "  Maintenance at noon  "],
+                    cwd=EXAMPLE, env=example_env(db, **env), capture_output=True, text=True, timeout=60,
+                )
+                assert done.returncode == 0, done.stderr
+                assert done.stdout.strip() == "Announced in #news."
+                assert await receive(ws) == {
+                    "type": "message", "user": "announcement", "text": "Maintenance at noon",
+                }
 
 
-async def test_redis_channels_share_a_room(redis_url, broadcast):
-    # Two channels stand for two processes: each has its own connections.
-    first = broadcast.RedisChannel(redis_url)
-    second = broadcast.RedisChannel(redis_url)
-    async with first.subscribe("room") as one, second.subscribe("room") as two:
-        async with second.subscribe("other") as elsewhere:
-            await first.publish("room", {"type": "message", "text": "across"})
-            assert await next_message(one) == {"type": "message", "text": "across"}
-            assert await next_message(two) == {"type": "message", "text": "across"}
-            await second.publish("other", {"type": "message", "text": "elsewhere"})
-            assert (await next_message(elsewhere))["text"] == "elsewhere"
-            assert first.listeners("room") == second.listeners("room") == 1
-            assert await redis_clients(redis_url) >= 3
-    # The last listener of a room takes its connections with it.
-    assert first.listeners("room") == 0
-    assert await redis_clients(redis_url) == 0
-
-
-async def test_redis_channel_listeners_of_one_process_share_a_subscription(redis_url, broadcast):
-    channel = broadcast.RedisChannel(redis_url)
-    async with channel.subscribe("room") as one:
-        clients = await redis_clients(redis_url)
-        async with channel.subscribe("room") as two:
-            assert await redis_clients(redis_url) == clients
-            await channel.publish("room", {"n": 1})
-            assert await next_message(one) == await next_message(two) == {"n": 1}
-
-
-async def test_redis_channel_without_a_server_fails_to_subscribe(broadcast):
-    redis = import_redis()
-    channel = broadcast.RedisChannel(f"redis://127.0.0.1:{free_port()}/0")
-    with pytest.raises(redis.ConnectionError):
-        async with channel.subscribe("room"):
-            pass
-    assert channel.listeners("room") == 0
+async def test_chat_socket_closes_with_1013_while_redis_is_unreachable(tmp_path, tmp_path_factory):
+    db = migrated_db(tmp_path_factory)
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    with gunicorn(tmp_path, db, env=env) as server:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            async with http.ws_connect(server.url + "/chat/down/ws/") as ws:
+                message = await asyncio.wait_for(ws.receive(), 15)
+                assert message.type == aiohttp.WSMsgType.CLOSE
+                assert ws.close_code == 1013
+        assert "Chat room 'down' unavailable" in server.logged()
 
 
 async def test_two_servers_share_one_room_through_redis(tmp_path, tmp_path_factory, redis_url):

@@ -10,8 +10,7 @@ what Django's request/response cycle does badly: long-lived connections.
 
 from __future__ import annotations
 
-import asyncio
-import json
+import contextlib
 import logging
 import os
 import time
@@ -20,7 +19,15 @@ from aiohttp import WSMsgType, web
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from .broadcast import get_channel
+from aiodjango.broadcast import (
+    BroadcastError,
+    BroadcastUnavailable,
+    forward_to_websocket,
+    publish,
+    stream_events,
+    subscribe,
+)
+
 from .users import get_username
 
 logger = logging.getLogger(__name__)
@@ -29,8 +36,6 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE = 500
 #: Seconds between keep-alive comments on an idle event stream.
 SSE_KEEPALIVE = 15.0
-#: Seconds between checks that an event stream's client is still there.
-SSE_POLL = 1.0
 
 
 # Django views ---------------------------------------------------------------
@@ -71,83 +76,55 @@ async def hello(request: web.Request) -> web.Response:
     return web.json_response({"hello": name, "served_by": "aiohttp", "pid": os.getpid()})
 
 
+def room_group(room: str) -> str:
+    """The broadcast group of a chat room."""
+    return f"chat.{room}"
+
+
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     """The chat room's websocket: text frames in, JSON messages out.
 
-    Every message published to the room (by this process or, with Redis, by
-    any other) is sent to the socket as ``{"type": ..., "user": ..., ...}``.
+    Every message published to the room's group (by this process or, with
+    Redis, by any other worker or machine) is sent to the socket as
+    ``{"type": ..., "user": ..., ...}``: ``forward_to_websocket`` does it while
+    the handler reads what the client says.
     """
     room = request.match_info["room"]
     user = await get_username(request)
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
-    channel = get_channel()
-    async with channel.subscribe(room) as messages:
-        forward = asyncio.create_task(_forward(messages, ws))
-        try:
-            await channel.publish(room, {"type": "join", "user": user})
-            async for frame in ws:
-                if frame.type != WSMsgType.TEXT:
-                    continue
-                text = frame.data.strip()[:MAX_MESSAGE]
-                if text:
-                    await channel.publish(room, {"type": "message", "user": user, "text": text})
-        finally:
-            forward.cancel()
-            await asyncio.gather(forward, return_exceptions=True)
-            await channel.publish(room, {"type": "leave", "user": user})
+    group = room_group(room)
+    try:
+        async with subscribe(group) as messages, forward_to_websocket(messages, ws):
+            await publish(group, {"type": "join", "user": user})
+            try:
+                async for frame in ws:
+                    if frame.type != WSMsgType.TEXT:
+                        continue
+                    text = frame.data.strip()[:MAX_MESSAGE]
+                    if text:
+                        await publish(group, {"type": "message", "user": user, "text": text})
+            finally:
+                with contextlib.suppress(BroadcastError):
+                    await publish(group, {"type": "leave", "user": user})
+    except BroadcastUnavailable as exc:
+        # Redis is down: the page's JavaScript reconnects after a while.
+        logger.warning("Chat room %r unavailable: %s", room, exc)
+        await ws.close(code=1013, message=b"chat unavailable, try again later")
     return ws
-
-
-async def _forward(messages, ws: web.WebSocketResponse) -> None:
-    """Send the room's messages to the socket until it closes."""
-    async for message in messages:
-        if ws.closed:
-            return
-        try:
-            await ws.send_str(json.dumps(message))
-        except ConnectionError:
-            return
 
 
 async def room_events(request: web.Request) -> web.StreamResponse:
     """The room's messages as server-sent events (``text/event-stream``).
 
     A read-only view of the room for pages that do not talk: the home page
-    follows the lobby with ``EventSource``.
+    follows the lobby with ``EventSource``. Each event is named after the
+    message's type (``event: join``); ``stream_events`` sends keep-alive
+    comments and ends when the client goes away.
     """
     room = request.match_info["room"]
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            # Tells nginx not to buffer the stream (see docs/deployment.rst).
-            "X-Accel-Buffering": "no",
-        }
-    )
-    channel = get_channel()
-    async with channel.subscribe(room) as messages:
-        await response.prepare(request)
-        await response.write(b"retry: 2000\n\n")
-        stream = messages.__aiter__()
-        quiet_since = time.monotonic()
-        try:
-            while not _disconnected(request):
-                try:
-                    message = await asyncio.wait_for(stream.__anext__(), SSE_POLL)
-                except asyncio.TimeoutError:
-                    if time.monotonic() - quiet_since >= SSE_KEEPALIVE:
-                        await response.write(b": keep-alive\n\n")
-                        quiet_since = time.monotonic()
-                    continue
-                event = f"event: {message['type']}\ndata: {json.dumps(message)}\n\n"
-                await response.write(event.encode("utf-8"))
-                quiet_since = time.monotonic()
-        except ConnectionError:
-            pass  # the client went away while we wrote
-    return response
-
-
-def _disconnected(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
+    async with subscribe(room_group(room)) as messages:
+        return await stream_events(
+            request, messages, event=lambda message: message.get("type"), retry=2000,
+            keepalive=SSE_KEEPALIVE,
+        )

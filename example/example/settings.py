@@ -130,22 +130,30 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
-# Logging: Django's defaults, plus the chat app's own records on the console.
+# Logging: Django's defaults, plus the chat's and the broadcast's records on the console.
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"chat": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "chat": {"handlers": ["console"], "level": "INFO"},
+        # Redis outages and subscribers too slow to keep up.
+        "aiodjango.broadcast": {"handlers": ["console"], "level": "INFO"},
+    },
 }
 
 
-# The chat's broadcast channel: how a message reaches every socket in a room.
-# In-process by default (one server process); Redis pub/sub when REDIS_URL is
-# set, so that several processes or machines share the rooms.
+# How a message reaches every socket of a chat room: aiodjango.broadcast.
+# In-process by default (right for one server process); Redis pub/sub when
+# REDIS_URL is set, so that several workers or machines share the rooms.
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CHAT_CHANNEL = {"BACKEND": "chat.broadcast.RedisChannel", "OPTIONS": {"url": REDIS_URL}}
-else:
-    CHAT_CHANNEL = {"BACKEND": "chat.broadcast.LocalChannel", "OPTIONS": {}}
+    AIODJANGO_BROADCAST = {
+        "default": {
+            "BACKEND": "aiodjango.broadcast.backends.redis.RedisBroadcast",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"PREFIX": "example:"},
+        }
+    }

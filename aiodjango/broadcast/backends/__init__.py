@@ -1,0 +1,1 @@
+"""Broadcast backends: ``memory.MemoryBroadcast`` (one process) and ``redis.RedisBroadcast``."""
