@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import Executor
 from typing import Any, Callable, Optional
@@ -13,9 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import get_resolver
 
 from .wsgi import WSGIBridge
+from .broadcast.handler import broadcast_context
 from .conf import conf
-from .db import close_idle_threads
+from .db import close_idle_threads, current_context
 from .handlers import make_handler
+from .policies import PLAN_ATTR, Policies
+from .wsgi.bridge import strip_invented_content_type
 from .routing import FallbackResource, LiftedRoutes
 
 
@@ -69,6 +73,8 @@ def get_aio_application(
             f"The thread count must be a positive integer (threads= or AIODJANGO_THREADS), "
             f"got {threads!r}."
         )
+    # MIDDLEWARE's policies for lifted views (an AIODJANGO_MIDDLEWARE error raises here).
+    policies = Policies(urlconf=urlconf)
 
     app = web.Application(**app_kwargs)
     bridge = WSGIBridge(
@@ -77,12 +83,16 @@ def get_aio_application(
         threads=threads,
         max_request_body_size=conf.AIODJANGO_MAX_REQUEST_BODY_SIZE,
         spool_threshold=conf.AIODJANGO_SPOOL_THRESHOLD,
+        request_body_memory=conf.AIODJANGO_REQUEST_BODY_MEMORY,
+        max_request_fields=conf.AIODJANGO_MAX_REQUEST_FIELDS,
         shutdown_timeout=conf.AIODJANGO_SHUTDOWN_TIMEOUT,
         request_body_timeout=conf.AIODJANGO_REQUEST_BODY_TIMEOUT,
     )
 
     resolver = get_resolver(urlconf)
-    routes = LiftedRoutes.from_resolver(resolver, make_handler, urlconf=urlconf)
+    routes = LiftedRoutes.from_resolver(
+        resolver, functools.partial(make_handler, policies=policies), urlconf=urlconf
+    )
     routes.register(app.router)
     if include_static:
         _add_static(app)
@@ -91,9 +101,34 @@ def get_aio_application(
 
     app[APP_KEY] = AioDjango(bridge, routes, fallback)
     app.on_startup.append(_keep_fallback_last)
-    bridge.setup(app)
+    # One receiver for every response: the policies' headers, the database
+    # thread of a lifted view whose response started, the bridge's headers.
+    app.on_response_prepare.append(_response_prepare(bool(policies.header_policies)))
+    app.on_cleanup.append(bridge.cleanup)
+    policies.install(app, response_phase=False)  # their start-up work (catalogues)
     app.on_cleanup.append(close_idle_threads)
+    # Broadcasts run on this app's loop (publish_sync() from threads), closed on cleanup.
+    app.cleanup_ctx.append(broadcast_context)
     return app
+
+
+def _response_prepare(headers: bool) -> Callable[..., Any]:
+    """aiodjango's ``on_response_prepare`` receiver (one call per response, not three)."""
+
+    async def on_response_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
+        context = current_context()
+        if context is not None and context.request is request:
+            # A response started while its handler runs (a websocket, a
+            # stream): its database thread goes back (aiodjango.db).
+            context.response_started()
+        plan = getattr(request.match_info.handler, PLAN_ATTR, None)  # type: ignore[attr-defined]
+        if plan is not None:
+            if headers:  # MIDDLEWARE's header policies, on a lifted view's response
+                plan.respond(request, response)
+        else:
+            strip_invented_content_type(response)  # the WSGI bridge's responses
+
+    return on_response_prepare
 
 
 def _add_static(app: web.Application) -> None:

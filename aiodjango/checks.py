@@ -58,8 +58,12 @@ def _django_decorator(callback) -> str | None:
 
     Follows ``__wrapped__`` (``functools.wraps``) and looks at where each
     wrapper's code lives: ``wraps`` copies the view's ``__module__`` onto
-    the wrapper, but not its globals.
+    the wrapper, but not its globals.  The marker decorators aiodjango
+    honours on lifted views (``csrf_exempt``, ``xframe_options_*``,
+    ``csp_override``...) don't count.
     """
+    from .policies.decorators import honoured_decorator
+
     func = callback
     seen = 0
     while func is not None and seen < 50:
@@ -70,7 +74,7 @@ def _django_decorator(callback) -> str | None:
         if wrapped is None:
             return None
         module = getattr(func, "__globals__", {}).get("__name__", "")
-        if module == "django" or module.startswith("django."):
+        if (module == "django" or module.startswith("django.")) and honoured_decorator(func) is None:
             return module
         func = wrapped
     return None
@@ -107,13 +111,31 @@ def check_django_decorated_coroutines(app_configs=None, **kwargs):
                     "HttpResponse), decorate it with @aiodjango.keep_in_django, above the "
                     "Django decorator. If it is an aiohttp handler, use aiodjango's "
                     "decorators instead (aiodjango.auth.login_required, "
-                    "aiodjango.security.csrf_protect)."
+                    "aiodjango.security.csrf_protect); Django's csrf_exempt, "
+                    "login_not_required, xframe_options_* and csp_override are honoured "
+                    "on lifted views."
                 ),
                 obj=endpoint.lookup_str,
                 id="aiodjango.W010",
             )
         )
     return found
+
+
+@checks.register(checks.Tags.security)
+def check_middleware_on_lifted_views(app_configs=None, **kwargs):
+    """aiodjango.W030 / W031 / E030: MIDDLEWARE entries lifted views bypass; AIODJANGO_MIDDLEWARE."""
+    from .policies.registry import check_messages
+
+    return check_messages()
+
+
+@checks.register
+def check_broadcast_settings(app_configs=None, **kwargs):
+    """aiodjango.E050-E053: AIODJANGO_BROADCAST (shape, BACKEND, OPTIONS, LOCATION)."""
+    from .broadcast.options import SETTING, problems
+
+    return [checks.Error(p.message, hint=p.hint, obj=SETTING, id=p.id) for p in problems()]
 
 
 @checks.register(checks.Tags.security)
@@ -142,7 +164,7 @@ def _is_int(value) -> bool:
 
 @checks.register
 def check_bridge_settings(app_configs=None, **kwargs):
-    """aiodjango.E020-E023: the WSGI bridge's settings have values it cannot use."""
+    """aiodjango.E020-E025: the WSGI bridge's settings have values it cannot use."""
     from django.conf import settings
 
     found = []
@@ -172,25 +194,57 @@ def check_bridge_settings(app_configs=None, **kwargs):
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
         bad("AIODJANGO_SHUTDOWN_TIMEOUT", "a number of seconds (>= 0)", "e.g. 10",
             "aiodjango.E023")
+    memory = getattr(settings, "AIODJANGO_REQUEST_BODY_MEMORY", None)
+    if memory is not None and (not _is_int(memory) or memory < 0):
+        bad("AIODJANGO_REQUEST_BODY_MEMORY", "a number of bytes (>= 0) or None",
+            "e.g. 16 * 1024 * 1024 (0 spools every body, None holds any number in memory)",
+            "aiodjango.E024")
+    fields = getattr(settings, "AIODJANGO_MAX_REQUEST_FIELDS", 1)
+    if not _is_int(fields) or fields < 1:
+        bad("AIODJANGO_MAX_REQUEST_FIELDS", "a positive integer", "e.g. 100 (gunicorn's default)",
+            "aiodjango.E025")
     return found
 
 
 @checks.register
 def check_db_threads(app_configs=None, **kwargs):
-    """aiodjango.E010: AIODJANGO_DB_THREADS is not a non-negative integer."""
+    """aiodjango.E010 / E011: the database threads of lifted views are misconfigured."""
+    import math
+
     from .conf import conf
 
+    found = []
     value = conf.AIODJANGO_DB_THREADS
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return []
-    return [
-        checks.Error(
-            f"AIODJANGO_DB_THREADS must be a non-negative integer, got {value!r}.",
-            hint=(
-                "Set AIODJANGO_DB_THREADS to how many idle database threads (each keeping "
-                "its connections under CONN_MAX_AGE) lifted views may keep, e.g. 8, or "
-                "remove it for the default."
-            ),
-            id="aiodjango.E010",
+    if not _is_int(value) or value < 1:
+        found.append(
+            checks.Error(
+                f"AIODJANGO_DB_THREADS must be a positive integer, got {value!r}.",
+                hint=(
+                    "Set AIODJANGO_DB_THREADS to the most database threads lifted views may "
+                    "use at once per process (each may hold one connection per database, "
+                    "kept under CONN_MAX_AGE), e.g. 8, or remove it for the default."
+                ),
+                obj="AIODJANGO_DB_THREADS",
+                id="aiodjango.E010",
+            )
         )
-    ]
+    timeout = conf.AIODJANGO_DB_TIMEOUT
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout < 0
+    ):
+        found.append(
+            checks.Error(
+                f"AIODJANGO_DB_TIMEOUT must be a finite number of seconds (>= 0), got {timeout!r}.",
+                hint=(
+                    "Set AIODJANGO_DB_TIMEOUT to how long a lifted view may wait for a free "
+                    "database thread before its call fails with 503, e.g. 10, or remove it "
+                    "for the default."
+                ),
+                obj="AIODJANGO_DB_TIMEOUT",
+                id="aiodjango.E011",
+            )
+        )
+    return found

@@ -33,9 +33,24 @@ class Settings:
         return bool(getattr(settings, "AIODJANGO_CHECK_ORIGIN", True))
 
     @property
+    def AIODJANGO_BROADCAST(self) -> dict | None:
+        """Broadcast backends by alias, shaped like CACHES (``None``: in-process "default")."""
+        return getattr(settings, "AIODJANGO_BROADCAST", None)
+
+    @property
+    def AIODJANGO_MIDDLEWARE(self) -> dict:
+        """What lifted views get from MIDDLEWARE entries: path -> "run", "skip" or an aiohttp middleware."""
+        return getattr(settings, "AIODJANGO_MIDDLEWARE", {})
+
+    @property
     def AIODJANGO_DB_THREADS(self) -> int:
-        """Idle database threads kept for lifted views (each may keep a connection)."""
+        """Most database threads lifted views use at once, per process (each may keep a connection)."""
         return getattr(settings, "AIODJANGO_DB_THREADS", 8)
+
+    @property
+    def AIODJANGO_DB_TIMEOUT(self) -> float:
+        """Seconds a lifted view waits for a free database thread (then 503)."""
+        return getattr(settings, "AIODJANGO_DB_TIMEOUT", 10.0)
 
     @property
     def AIODJANGO_MAX_REQUEST_BODY_SIZE(self) -> int | None:
@@ -50,6 +65,20 @@ class Settings:
         from .wsgi import DEFAULT_SPOOL_THRESHOLD
 
         return getattr(settings, "AIODJANGO_SPOOL_THRESHOLD", DEFAULT_SPOOL_THRESHOLD)
+
+    @property
+    def AIODJANGO_REQUEST_BODY_MEMORY(self) -> int | None:
+        """Request-body bytes the WSGI bridge holds in memory at once (``None``: no limit)."""
+        from .wsgi.body import DEFAULT_REQUEST_BODY_MEMORY
+
+        return getattr(settings, "AIODJANGO_REQUEST_BODY_MEMORY", DEFAULT_REQUEST_BODY_MEMORY)
+
+    @property
+    def AIODJANGO_MAX_REQUEST_FIELDS(self) -> int:
+        """Most header fields a request to the WSGI bridge may have (431 beyond)."""
+        from .wsgi.environ import DEFAULT_MAX_REQUEST_FIELDS
+
+        return getattr(settings, "AIODJANGO_MAX_REQUEST_FIELDS", DEFAULT_MAX_REQUEST_FIELDS)
 
     @property
     def AIODJANGO_SHUTDOWN_TIMEOUT(self) -> float:

@@ -54,10 +54,10 @@ def test_empty_allowed_hosts_without_debug(settings):
 
 def test_db_threads_setting(settings):
     assert check_db_threads() == []
-    for value in (0, 32):
+    for value in (1, 32):
         settings.AIODJANGO_DB_THREADS = value
         assert check_db_threads() == []
-    for value in (-1, "8", 2.5, True, None):
+    for value in (0, -1, "8", 2.5, True, None):
         settings.AIODJANGO_DB_THREADS = value
         (error,) = check_db_threads()
         assert error.id == "aiodjango.E010"
