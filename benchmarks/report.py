@@ -42,6 +42,8 @@ TARGETS = [
            "file/aiodjango", "rss_growth_mib", 5.0, False, unit=" MiB"),
     Target("FileResponse: download time vs gunicorn gthread",
            "file/aiodjango", "download_s", 1.2, False, "file/gunicorn-gthread"),
+    Target("150 stalled uploads of ~1 MiB: aiodjango's RSS growth",
+           "stalled/aiodjango", "rss_growth_mib", 64.0, False, unit=" MiB"),
     Target("Lifted view p99, bridge pool saturated vs idle",
            "saturated/aiodjango", "p99_ms", 2.0, False, "lifted/aiodjango"),
     Target("Lifted view, 1,000 patterns vs 10 (requests/s)",
@@ -92,6 +94,16 @@ def summarise(bench: dict[str, Any]) -> dict[str, Any]:
             "download_s": median([seconds for run in runs for seconds in run["downloads_s"]]),
             "server_cpu_ms": median([ms for run in runs for ms in run.get("server_cpu_ms", [])]),
             "peak_method": runs[0]["peak_method"],
+        }
+    if kind == "stalled":
+        first = runs[0]["paced"]
+        return {
+            "rss_growth_mib": median([run["paced"]["rss_growth_kib"] / 1024 for run in runs]),
+            "burst_rss_growth_mib": median([run["burst"]["rss_growth_kib"] / 1024 for run in runs]),
+            "sent_mib": median([run["paced"]["sent_bytes"] / (1 << 20) for run in runs]),
+            "read_mib": median([run["paced"]["read_bytes"] / (1 << 20) for run in runs]),
+            "clients": first["clients"],
+            "declared_mib": first["declared_bytes"] / (1 << 20),
         }
     if kind == "micro":
         return {
@@ -232,6 +244,28 @@ def tables(results: dict[str, Any]) -> str:
                 f"{_fmt(s.get('download_s'), 3)} | {_fmt(s.get('server_cpu_ms'), 1)} | {note} |"
             )
         out.append("")
+    stalled = [(name, b) for name, b in benchmarks.items() if b["kind"] == "stalled"]
+    if stalled:
+        shape = next((b["summary"] for _, b in stalled if b.get("summary")), None)
+        title = (
+            f"{shape['clients']} uploads stalled, {shape['declared_mib']:g} MiB announced, "
+            f"~{shape['sent_mib'] / shape['clients']:.0f} MiB sent each"
+            if shape else "stalled uploads"
+        )
+        out += [
+            f"| {title} | server | RSS growth MiB, paced | RSS growth MiB, burst | "
+            "body MiB read by the server, paced | note |",
+            "|---|---|--:|--:|--:|---|",
+        ]
+        for name, bench in stalled:
+            s = bench.get("summary", {})
+            note = bench.get("skipped") or bench.get("error") or ""
+            read = f"{_fmt(s.get('read_mib'))} of {_fmt(s.get('sent_mib'))}" if s else "–"
+            out.append(
+                f"| {name} | {bench['label']} | {_fmt(s.get('rss_growth_mib'), 1)} | "
+                f"{_fmt(s.get('burst_rss_growth_mib'), 1)} | {read} | {note} |"
+            )
+        out.append("")
     sockets = [(name, b) for name, b in benchmarks.items() if b["kind"] == "websockets"]
     if sockets:
         out += [
@@ -291,6 +325,8 @@ def chart(results: dict[str, Any], path: str) -> Optional[str]:
          ("p99_ms", "p99 latency, ms", "{:.1f}")),
         (rows("file"), ("rss_growth_mib", f"peak RSS growth, MiB ({size} MiB FileResponse)", "{:.1f}"),
          ("download_s", "download time, s", "{:.2f}")),
+        (rows("stalled"), ("rss_growth_mib", "RSS growth, MiB, stalled uploads, paced", "{:.1f}"),
+         ("burst_rss_growth_mib", "RSS growth, MiB, stalled uploads, burst", "{:.1f}")),
         (rows("websockets"), ("rss_per_connection_kib", "RSS per idle websocket, KiB", "{:.1f}"),
          ("echo_p99_ms", "echo round trip p99, ms, all connections open", "{:.2f}")),
     ]

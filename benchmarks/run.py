@@ -55,12 +55,15 @@ SLEEP_CONNECTIONS_PER_THREAD = 4  # the pool stays busy, with a queue behind it
 SLEEP_SECONDS = 0.1
 STREAM_BYTES = 10 * 1024 * 1024  # the size of /sync/stream/
 STREAM_CONNECTIONS = 8  # as many streams at once as there are pool threads
+STALLED_CLIENTS = 150  # stalled uploads at once
+STALLED_DECLARED = 2 * 1024 * 1024  # the Content-Length each announces (over the 1 MiB spool threshold)
+STALLED_SENT = 1024 * 1024  # the body bytes each sends before it stalls
 
 
 @dataclass
 class Bench:
     name: str
-    kind: str  # "http", "stream", "file", "websockets" or "micro"
+    kind: str  # "http", "stream", "file", "stalled", "websockets" or "micro"
     spec: ServerSpec
     path: str
     background: Optional[str] = None  # a path loaded while measuring (the sleep views)
@@ -96,6 +99,8 @@ def benches(threads: int) -> list[Bench]:
         Bench("file/aiodjango", "file", aiodjango, "/file/"),
         Bench("file/gunicorn-gthread", "file", ServerSpec("gunicorn-gthread", threads), "/file/"),
         Bench("file/aiohttp-wsgi", "file", ServerSpec("aiohttp-wsgi", threads), "/file/"),
+        Bench("stalled/aiodjango", "stalled", aiodjango, "/sync/upload/"),
+        Bench("stalled/gunicorn-gthread", "stalled", ServerSpec("gunicorn-gthread", threads), "/sync/upload/"),
         Bench("websockets/aiodjango", "websockets", aiodjango, "/ws/echo/"),
         Bench("websockets/bare-aiohttp", "websockets", ServerSpec("bare-aiohttp", threads), "/ws/echo/"),
     ]
@@ -258,6 +263,30 @@ def run_file(ctx: Context, bench: Bench) -> dict[str, Any]:
         }
 
 
+def run_stalled(ctx: Context, bench: Bench) -> dict[str, Any]:
+    """150 uploads stalled after ~1 MiB of 2 MiB: the worker's RSS growth.
+
+    Measured twice, each time on a freshly started server: paced (a client's
+    body goes once the server has read the previous one: what stalled uploads
+    keep held) and in a burst (all bodies back to back: also what the C
+    allocator keeps of the peak of reading them all at once).
+    """
+    result: dict[str, Any] = {}
+    for mode in ("paced", "burst"):
+        with ctx.server(bench, "/sync/hello/") as server:
+            port = server.port
+            for body in (os.urandom(STALLED_DECLARED), b"x" * 1000) * 3:  # warm up: a spooled, a small body
+                status, answer = loadgen.post(port, bench.path, body)
+                if status != 200 or answer != str(len(body)).encode():
+                    raise BenchError(f"{server.spec.label} answered POST {bench.path} with HTTP "
+                                     f"{status} {answer[:80]!r}")
+            result[mode] = loadgen.stalled_uploads(
+                server.worker_pid, port, bench.path, clients=STALLED_CLIENTS,
+                declared=STALLED_DECLARED, sent=STALLED_SENT, paced=mode == "paced",
+            )
+    return result
+
+
 def run_websockets(ctx: Context, bench: Bench) -> dict[str, Any]:
     ready = "/lifted/hello/" if bench.spec.kind == "bare-aiohttp" else "/sync/hello/"
     with ctx.server(bench, ready) as server:
@@ -315,6 +344,7 @@ RUNNERS: dict[str, Callable[[Context, Bench], dict[str, Any]]] = {
     "http": run_http,
     "stream": run_stream,
     "file": run_file,
+    "stalled": run_stalled,
     "websockets": run_websockets,
 }
 
@@ -576,6 +606,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             if bench.kind == "http":
                 log(f"    {run['rps']:,.0f} requests/s, p99 {run['latency_us']['p99'] / 1000:.2f} ms"
                     + (f", {run['error_count']} errors" if run["error_count"] else ""))
+            elif bench.kind == "stalled":
+                log("    RSS growth: " + ", ".join(
+                    f"{mode} {run[mode]['rss_growth_kib'] / 1024:.1f} MiB" for mode in ("paced", "burst")))
     for entry in results["benchmarks"].values():
         entry["summary"] = report.summarise(entry)
     results["meta"]["loadavg_end"] = loadavg()

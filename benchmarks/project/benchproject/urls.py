@@ -15,5 +15,6 @@ urlpatterns = [
     path("articles/<int:year>/<slug:slug>/", views.sync_hello),
     re_path(r"^archive/(?P<year>[0-9]{4})/(?P<month>[0-9]{2})/$", views.sync_hello),
     path("sync/last/", views.sync_hello),
+    path("sync/upload/", views.sync_upload),  # after sync/last/: its lookup is unchanged
     path("lifted/hello/", views.lifted_hello),
 ]

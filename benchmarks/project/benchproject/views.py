@@ -9,6 +9,8 @@ import time
 from aiohttp import web
 from django.conf import settings
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from aiodjango import keep_in_django
 
@@ -64,3 +66,15 @@ def sleep(request):
     seconds = min(float(request.GET.get("s", "0.1")), 5.0)
     time.sleep(seconds)
     return HttpResponse("slept", content_type="text/plain")
+
+
+@csrf_exempt  # the harness posts raw bytes, with no CSRF token
+@require_POST
+def sync_upload(request):
+    """A POST upload: reads the whole body, answers its length (the stalled uploads).
+
+    Under aiodjango a stalled upload never gets here: the bridge reads the body
+    before it calls Django.  Under gunicorn's gthread worker each of its threads
+    runs this view and blocks in ``request.body`` until the body is complete.
+    """
+    return HttpResponse(str(len(request.body)), content_type="text/plain")
