@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.urls import get_resolver
 
 from .wsgi import WSGIBridge
-from .broadcast.handler import broadcast_context
+from .broadcast.handler import broadcast_context, end_subscriptions
 from .conf import conf
 from .db import close_idle_threads, current_context
 from .handlers import make_handler
@@ -107,8 +107,10 @@ def get_aio_application(
     app.on_cleanup.append(bridge.cleanup)
     policies.install(app, response_phase=False)  # their start-up work (catalogues)
     app.on_cleanup.append(close_idle_threads)
-    # Broadcasts run on this app's loop (publish_sync() from threads), closed on cleanup.
+    # Broadcasts run on this app's loop (publish_sync() from threads), closed on cleanup;
+    # their subscriptions end on shutdown, so subscribed clients don't hold the worker.
     app.cleanup_ctx.append(broadcast_context)
+    app.on_shutdown.append(end_subscriptions)
     return app
 
 

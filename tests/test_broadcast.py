@@ -443,19 +443,22 @@ async def test_too_slow_websocket_is_closed_with_1013_and_others_keep_everything
             assert stuck.dropped == 1
 
 
-async def test_server_shutdown_closes_subscribed_websockets_with_1001(aiohttp_client, settings):
+async def test_server_shutdown_ends_subscribed_websockets_and_streams_at_once(aiohttp_client, settings):
     settings.AIODJANGO_BROADCAST = {"default": {"BACKEND": MEMORY}}
     settings.ROOT_URLCONF = "tests.broadcast_project.urls"
     app = get_aio_application()
     client = await aiohttp_client(app)
     ws = await client.ws_connect("/ws/room/")
     await receive_json(ws)
-    broadcast = broadcasts["default"]
-    await broadcast.close()  # what the app's cleanup does
+    events = await client.get("/events/room/")
+    assert await asyncio.wait_for(events.content.readuntil(b"\n\n"), 5) == b"retry: 1000\n\n"
+    await app.shutdown()  # what the server does on SIGTERM, before waiting for handlers
     message = await asyncio.wait_for(ws.receive(), 5)
     assert message.type == aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 1001
     await ws.close()
+    assert await asyncio.wait_for(events.content.read(), 5) == b""  # the stream ended
+    await publish("room", "publishing still works until cleanup")
 
 
 async def test_the_application_binds_and_closes_the_broadcasts(aiohttp_client, settings):

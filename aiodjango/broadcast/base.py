@@ -148,6 +148,18 @@ class Broadcast:
         """The groups with at least one subscription in this process."""
         return list(self._groups)
 
+    def end_subscriptions(self) -> None:
+        """End every subscription of this process (server shutdown); publishing still works.
+
+        Their iteration stops once their queue is read: ``forward_to_websocket``
+        closes its socket with 1001 and ``stream_events`` ends, so the clients
+        reconnect elsewhere instead of holding the worker until its graceful
+        timeout.
+        """
+        subscriptions = {s for members in self._groups.values() for s in members}
+        for subscription in subscriptions:
+            subscription._end()
+
     async def close(self) -> None:
         """End every subscription and release connections; using it again reopens them."""
         loop = self._loop

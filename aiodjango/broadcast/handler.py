@@ -7,6 +7,9 @@ per thread, since its subscribers live on the server's event loop.
 installs: on start-up it binds every configured broadcast to the
 application's loop (so that ``publish_sync()`` from the bridge's threads
 finds it), on cleanup it closes them (subscriptions end, connections close).
+:func:`end_subscriptions`, its ``on_shutdown``, ends the subscriptions first,
+so that subscribed websockets and event streams end when the server stops
+instead of at its graceful timeout.
 """
 
 from __future__ import annotations
@@ -121,6 +124,14 @@ async def broadcast_context(app: Any) -> AsyncIterator[None]:
             broadcast._apps -= 1
             if broadcast._apps <= 0 and broadcast._loop is loop:
                 await broadcast.close()
+
+
+async def end_subscriptions(app: Any) -> None:
+    """``on_shutdown`` of ``get_aio_application()``: subscribed clients are told to go at once."""
+    loop = asyncio.get_running_loop()
+    for broadcast in list(broadcasts._instances.values()):
+        if broadcast._loop is loop:
+            broadcast.end_subscriptions()
 
 
 async def close_all() -> None:
