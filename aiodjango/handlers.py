@@ -138,6 +138,65 @@ def _error_response(status: int, reason: str, detail: str = "") -> web.Response:
     return web.Response(status=status, text=text + "\n")
 
 
+async def in_request_cycle(
+    request: web.Request, call: Callable[[Any], Awaitable[Any]], arg: Any, where: str
+) -> web.StreamResponse:
+    """``await call(arg)`` in Django's request cycle: what surrounds every lifted view.
+
+    The request's thread-sensitive context (:mod:`aiodjango.db`) around it;
+    after it, the session and cookies if it used them
+    (:mod:`aiodjango.django_request`), also for 4xx answers; Django's answers
+    and log records for its exceptions; a 500 naming ``where`` for a result
+    that is no aiohttp response.
+    """
+    context = RequestContext(request).enter()
+    try:
+        finishing = False
+        try:
+            response = await call(arg)
+            if context.auth is not None and isinstance(response, web.StreamResponse):
+                finishing = True
+                await finish(context.auth, response)
+        except web.HTTPException as exc:
+            if context.auth is not None and exc.status < 500 and not finishing:
+                finishing = True
+                await finish(context.auth, exc)
+            raise
+        except asyncio.CancelledError:
+            if context.auth is not None and not finishing:
+                await finish(context.auth, None)
+            raise
+        except Exception as exc:
+            answer = await answer_exception(request, exc, where)
+            if answer is None:
+                raise  # the response had started: aiohttp closes the connection
+            if context.auth is not None and not finishing:
+                answer = await finish_answer(context.auth, answer, request, where)
+            return answer
+    finally:
+        context.leave()
+        if context.auth is not None:
+            context.auth.close()
+        if context.worker is not None:
+            await context.finish()
+    if response.__class__ is not _Response and not isinstance(response, web.StreamResponse):
+        await _log(
+            logging.ERROR,
+            f"Internal Server Error: {log_escaped(request.path)}: the {where} returned "
+            f"{type(response).__module__}.{type(response).__qualname__}, not an "
+            f"aiohttp response. Return an aiohttp.web.Response (or StreamResponse, "
+            f"WebSocketResponse); for a Django view returning HttpResponse, decorate "
+            f"it with @aiodjango.keep_in_django so that Django calls it.",
+            request,
+            500,
+        )
+        return _error_response(500, "Internal Server Error")
+    return response  # type: ignore[no-any-return]
+
+
+_Response = web.Response
+
+
 def make_handler(endpoint: Endpoint, kind: str, policies: Optional[Policies] = None) -> Handler:
     """Wrap a lifted view (a coroutine function or an aiohttp class-based view).
 
@@ -155,7 +214,6 @@ def make_handler(endpoint: Endpoint, kind: str, policies: Optional[Policies] = N
     check_host, check_origin = request_checks(view)
     # The Host check's fast path, inlined: Host headers already found good.
     good_hosts = check_host.good_hosts if check_host is not None else None
-    Response = web.Response
     if policies is None:
         policies = Policies()
     plan = policies.plan(endpoint, view)
@@ -176,50 +234,8 @@ def make_handler(endpoint: Endpoint, kind: str, policies: Optional[Policies] = N
             refusal = check_origin(request)
             if refusal is not None:
                 return refusal
-        context = RequestContext(request).enter()
-        try:
-            finishing = False
-            try:
-                call = safe_call if request.method in SAFE_METHODS else unsafe_call
-                response = await call(request)
-                if context.auth is not None and isinstance(response, web.StreamResponse):
-                    finishing = True
-                    await finish(context.auth, response)
-            except web.HTTPException as exc:
-                if context.auth is not None and exc.status < 500 and not finishing:
-                    finishing = True
-                    await finish(context.auth, exc)
-                raise
-            except asyncio.CancelledError:
-                if context.auth is not None and not finishing:
-                    await finish(context.auth, None)
-                raise
-            except Exception as exc:
-                answer = await answer_exception(request, exc, where)
-                if answer is None:
-                    raise  # the response had started: aiohttp closes the connection
-                if context.auth is not None and not finishing:
-                    answer = await finish_answer(context.auth, answer, request, where)
-                return answer
-        finally:
-            context.leave()
-            if context.auth is not None:
-                context.auth.close()
-            if context.worker is not None:
-                await context.finish()
-        if response.__class__ is not Response and not isinstance(response, web.StreamResponse):
-            await _log(
-                logging.ERROR,
-                f"Internal Server Error: {log_escaped(request.path)}: the {where} returned "
-                f"{type(response).__module__}.{type(response).__qualname__}, not an "
-                f"aiohttp response. Return an aiohttp.web.Response (or StreamResponse, "
-                f"WebSocketResponse); for a Django view returning HttpResponse, decorate "
-                f"it with @aiodjango.keep_in_django so that Django calls it.",
-                request,
-                500,
-            )
-            return _error_response(500, "Internal Server Error")
-        return response
+        call = safe_call if request.method in SAFE_METHODS else unsafe_call
+        return await in_request_cycle(request, call, request, where)
 
     handler.__qualname__ = handler.__name__ = getattr(view, "__name__", "lifted_view")
     handler.__module__ = getattr(view, "__module__", __name__)
@@ -239,43 +255,9 @@ def _name(handler: Any) -> str:
     return f"{module}.{name}" if module else name
 
 
-async def _in_request_cycle(request: web.Request, call: Callable[[], Awaitable[Any]], handler: Any) -> Any:
-    """``await call()`` in Django's request cycle, as ``make_handler`` runs a lifted view."""
+def _in_cycle(request: web.BaseRequest) -> bool:
     context = current_context()
-    if context is not None and context.request is request:
-        return await call()  # already in one (the middleware, and the decorator too)
-    context = RequestContext(request).enter()
-    try:
-        finishing = False
-        try:
-            response = await call()
-            if context.auth is not None and isinstance(response, web.StreamResponse):
-                finishing = True
-                await finish(context.auth, response)
-            return response
-        except web.HTTPException as exc:
-            if context.auth is not None and exc.status < 500 and not finishing:
-                finishing = True
-                await finish(context.auth, exc)
-            raise
-        except asyncio.CancelledError:
-            if context.auth is not None and not finishing:
-                await finish(context.auth, None)
-            raise
-        except Exception as exc:
-            where = f"aiohttp handler {_name(handler)}"
-            answer = await answer_exception(request, exc, where)
-            if answer is None:
-                raise  # the response had started: aiohttp closes the connection
-            if context.auth is not None and not finishing:
-                answer = await finish_answer(context.auth, answer, request, where)
-            return answer
-    finally:
-        context.leave()
-        if context.auth is not None:
-            context.auth.close()
-        if context.worker is not None:
-            await context.finish()
+    return context is not None and context.request is request
 
 
 def django_request_cycle(handler: H) -> H:
@@ -291,11 +273,15 @@ def django_request_cycle(handler: H) -> H:
     checks stay the lifted views'.)
     """
 
+    where = f"aiohttp handler {_name(handler)}"
+
     @functools.wraps(handler)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return await _in_request_cycle(
-            request_of(args), functools.partial(handler, *args, **kwargs), handler
-        )
+        request = request_of(args)
+        if _in_cycle(request):  # the middleware is there too
+            return await handler(*args, **kwargs)
+        call = functools.partial(handler, *args[1:], **kwargs)  # called with args[0]
+        return await in_request_cycle(request, call, args[0], where)
 
     return wrapper  # type: ignore[return-value]
 
@@ -309,8 +295,7 @@ async def django_request_cycle_middleware(request: web.Request, handler: Handler
     both pass through untouched.
     """
     route = request.match_info.route
-    if isinstance(getattr(route, "resource", None), (LiftedResource, FallbackResource)):
+    if isinstance(getattr(route, "resource", None), (LiftedResource, FallbackResource)) or _in_cycle(request):
         return await handler(request)
-    return await _in_request_cycle(  # type: ignore[no-any-return]
-        request, functools.partial(handler, request), getattr(route, "handler", handler)
-    )
+    where = f"aiohttp handler {_name(getattr(route, 'handler', handler))}"
+    return await in_request_cycle(request, handler, request, where)
