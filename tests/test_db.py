@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 import threading
 
 import pytest
@@ -14,37 +13,11 @@ from django.db.backends.signals import connection_created
 
 from aiodjango.db import LiftedHandler, close_idle_threads
 
+from .support.db import db_threads, open_db_files, poll
+
 pytest_plugins = ["aiodjango.testing"]  # aio_app, aio_client
 
 pytestmark = [pytest.mark.urls("tests.citizens_urls"), pytest.mark.django_db(transaction=True)]
-
-
-def open_db_files():
-    """File descriptors of this process open on the test database file."""
-    name = os.path.realpath(connections["default"].settings_dict["NAME"])
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == name:
-                count += 1
-        except OSError:  # closed meanwhile
-            pass
-    return count
-
-
-async def poll(probe, timeout=5.0):
-    """Whether ``probe()`` became true within ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not probe():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
-def db_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("aiodjango-db")]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ a file: its open descriptors in /proc/self/fd are the open connections.
 
 import asyncio
 import logging
-import os
 import threading
 import time
 
@@ -30,6 +29,8 @@ from aiodjango.db import (
     close_idle_threads,
     current_context,
 )
+
+from .support.db import db_threads, open_db_files
 
 pytest_plugins = ["aiodjango.testing"]  # aio_app, aio_client
 
@@ -198,23 +199,6 @@ urlpatterns = [
 
 
 # -- Helpers and fixtures
-
-
-def open_db_files():
-    """File descriptors of this process open on the test database file."""
-    name = os.path.realpath(connections["default"].settings_dict["NAME"])
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == name:
-                count += 1
-        except OSError:  # closed meanwhile
-            pass
-    return count
-
-
-def db_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("aiodjango-db")]
 
 
 def lent():

@@ -4,7 +4,6 @@ A real server, Django's own ``AdminEmailHandler`` and locmem mail backend,
 real sessions in the test database.
 """
 
-import asyncio
 import logging
 
 import pytest
@@ -19,6 +18,8 @@ from django.utils.log import AdminEmailHandler
 
 from aiodjango import get_aio_application
 from aiodjango.auth import get_session, get_user
+
+from .support.db import poll
 
 # -- the views ----------------------------------------------------------------
 
@@ -115,16 +116,6 @@ def admin_email(settings, mailoutbox):
     yield serve
     for logger in loggers:
         logger.removeHandler(handler)
-
-
-async def poll(probe, timeout=5.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not probe():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 # -- error reporting ----------------------------------------------------------

@@ -9,7 +9,6 @@ and log records for its exceptions.  Real servers, the real test database.
 
 import asyncio
 import logging
-import os
 import threading
 
 import pytest
@@ -25,20 +24,9 @@ from aiodjango.auth import get_session
 from aiodjango.db import LiftedHandler, close_idle_threads
 from aiodjango.handlers import django_request_cycle, django_request_cycle_middleware
 
+from .support.db import open_db_files
+
 pytestmark = [pytest.mark.urls("tests.citizens_urls"), pytest.mark.django_db(transaction=True)]
-
-
-def open_db_files():
-    """File descriptors of this process open on the test database file."""
-    name = os.path.realpath(connections["default"].settings_dict["NAME"])
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == name:
-                count += 1
-        except OSError:  # closed meanwhile
-            pass
-    return count
 
 
 @pytest.fixture
