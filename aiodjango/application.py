@@ -68,7 +68,7 @@ def get_aio_application(
         )
     if threads is None:
         threads = conf.AIODJANGO_THREADS
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ImproperlyConfigured(
             f"The thread count must be a positive integer (threads= or AIODJANGO_THREADS), "
             f"got {threads!r}."
@@ -105,7 +105,7 @@ def get_aio_application(
     # thread of a lifted view whose response started, the bridge's headers.
     app.on_response_prepare.append(_response_prepare(bool(policies.header_policies)))
     app.on_cleanup.append(bridge.cleanup)
-    policies.install(app, response_phase=False)  # their start-up work (catalogues)
+    policies.install(app)  # their start-up work (catalogues)
     app.on_cleanup.append(close_idle_threads)
     # Broadcasts run on this app's loop (publish_sync() from threads), closed on cleanup;
     # their subscriptions end on shutdown, so subscribed clients don't hold the worker.

@@ -164,7 +164,7 @@ def _is_int(value) -> bool:
 
 @checks.register
 def check_bridge_settings(app_configs=None, **kwargs):
-    """aiodjango.E020-E025: the WSGI bridge's settings have values it cannot use."""
+    """aiodjango.E020-E026: the WSGI bridge's settings have values it cannot use."""
     from django.conf import settings
 
     found = []
@@ -203,48 +203,36 @@ def check_bridge_settings(app_configs=None, **kwargs):
     if not _is_int(fields) or fields < 1:
         bad("AIODJANGO_MAX_REQUEST_FIELDS", "a positive integer", "e.g. 100 (gunicorn's default)",
             "aiodjango.E025")
+    body_timeout = getattr(settings, "AIODJANGO_REQUEST_BODY_TIMEOUT", None)
+    if body_timeout is not None and (
+        isinstance(body_timeout, bool) or not isinstance(body_timeout, (int, float))
+        or not body_timeout > 0
+    ):
+        bad("AIODJANGO_REQUEST_BODY_TIMEOUT", "a number of seconds (> 0) or None",
+            "e.g. 300, or None for no limit", "aiodjango.E026")
     return found
 
 
 @checks.register
 def check_db_threads(app_configs=None, **kwargs):
     """aiodjango.E010 / E011: the database threads of lifted views are misconfigured."""
-    import math
+    from django.core.exceptions import ImproperlyConfigured
 
-    from .conf import conf
+    from .db import max_threads, wait_timeout
 
     found = []
-    value = conf.AIODJANGO_DB_THREADS
-    if not _is_int(value) or value < 1:
-        found.append(
-            checks.Error(
-                f"AIODJANGO_DB_THREADS must be a positive integer, got {value!r}.",
-                hint=(
-                    "Set AIODJANGO_DB_THREADS to the most database threads lifted views may "
-                    "use at once per process (each may hold one connection per database, "
-                    "kept under CONN_MAX_AGE), e.g. 8, or remove it for the default."
-                ),
-                obj="AIODJANGO_DB_THREADS",
-                id="aiodjango.E010",
-            )
-        )
-    timeout = conf.AIODJANGO_DB_TIMEOUT
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout < 0
+    for read, name, hint, id in (
+        (max_threads, "AIODJANGO_DB_THREADS",
+         "Set AIODJANGO_DB_THREADS to the most database threads lifted views may use at once "
+         "per process (each may hold one connection per database, kept under CONN_MAX_AGE), "
+         "e.g. 8, or remove it for the default.", "aiodjango.E010"),
+        (wait_timeout, "AIODJANGO_DB_TIMEOUT",
+         "Set AIODJANGO_DB_TIMEOUT to how long a lifted view may wait for a free database "
+         "thread before its call fails with 503, e.g. 10, or remove it for the default.",
+         "aiodjango.E011"),
     ):
-        found.append(
-            checks.Error(
-                f"AIODJANGO_DB_TIMEOUT must be a finite number of seconds (>= 0), got {timeout!r}.",
-                hint=(
-                    "Set AIODJANGO_DB_TIMEOUT to how long a lifted view may wait for a free "
-                    "database thread before its call fails with 503, e.g. 10, or remove it "
-                    "for the default."
-                ),
-                obj="AIODJANGO_DB_TIMEOUT",
-                id="aiodjango.E011",
-            )
-        )
+        try:
+            read()
+        except ImproperlyConfigured as exc:
+            found.append(checks.Error(str(exc), hint=hint, obj=name, id=id))
     return found

@@ -13,7 +13,7 @@ most that many connections per database alias.
   ``request_finished`` after the view (so ``close_old_connections`` closes
   what ``CONN_MAX_AGE`` says to close).
 * Once its response has started (a websocket after its handshake, a stream:
-  aiohttp's ``on_response_prepare``, see :func:`response_started`), the
+  aiohttp's ``on_response_prepare``, see :meth:`RequestContext.response_started`), the
   thread is finished (``request_finished``) and given back as soon as no call
   is in flight; later calls each borrow a thread for the call only, with
   Django's ``close_old_connections()`` before and after, as Django Channels'
@@ -46,6 +46,8 @@ from aiohttp import web
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.db import close_old_connections as _django_close_old_connections
 from django.db import connections
 
@@ -58,7 +60,6 @@ __all__ = [
     "close_idle_threads",
     "close_old_connections",
     "current_context",
-    "response_started",
 ]
 
 logger = logging.getLogger("aiodjango.db")
@@ -116,31 +117,48 @@ class _Unavailable(DatabaseThreadsBusy, web.HTTPServiceUnavailable):
         return str(self.args[0])
 
 
+# The two settings, checked: read once (a missing setting costs a raised
+# AttributeError in Django's settings on every read), emptied when a test
+# changes them (Django's setting_changed).
+_checked: dict[str, Any] = {}
+
+
 def max_threads() -> int:
     """``AIODJANGO_DB_THREADS``, checked (system check aiodjango.E010)."""
-    value = conf.AIODJANGO_DB_THREADS
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ImproperlyConfigured(
-            f"AIODJANGO_DB_THREADS must be a positive integer (the most database threads, "
-            f"hence connections per database, that lifted views use at once), got {value!r}."
-        )
-    return value
+    value = _checked.get("AIODJANGO_DB_THREADS")
+    if value is None:
+        value = conf.AIODJANGO_DB_THREADS
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ImproperlyConfigured(
+                f"AIODJANGO_DB_THREADS must be a positive integer (the most database threads, "
+                f"hence connections per database, that lifted views use at once), got {value!r}."
+            )
+        _checked["AIODJANGO_DB_THREADS"] = value
+    return value  # type: ignore[no-any-return]
 
 
 def wait_timeout() -> float:
     """``AIODJANGO_DB_TIMEOUT``, checked (system check aiodjango.E011)."""
-    value = conf.AIODJANGO_DB_TIMEOUT
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ImproperlyConfigured(
-            f"AIODJANGO_DB_TIMEOUT must be a finite number of seconds (>= 0) that a lifted "
-            f"view waits for a database thread, got {value!r}."
-        )
-    return float(value)
+    value = _checked.get("AIODJANGO_DB_TIMEOUT")
+    if value is None:
+        value = conf.AIODJANGO_DB_TIMEOUT
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise ImproperlyConfigured(
+                f"AIODJANGO_DB_TIMEOUT must be a finite number of seconds (>= 0) that a lifted "
+                f"view waits for a database thread, got {value!r}."
+            )
+        value = _checked["AIODJANGO_DB_TIMEOUT"] = float(value)
+    return value  # type: ignore[no-any-return]
+
+
+@receiver(setting_changed)
+def _setting_changed(setting: str, **kwargs: Any) -> None:
+    _checked.pop(setting, None)
 
 
 # -- In the database threads
@@ -386,7 +404,7 @@ class RequestContext:
                     self.running += 1
                     return self._call_soon(worker, fn, args, kwargs)
         if self.waiter is None:
-            timeout = wait_timeout()
+            timeout = wait_timeout()  # checked before a thread is taken
             worker = _pool.checkout(self)
             if worker is not None:
                 if self.per_call:
@@ -583,18 +601,6 @@ def _register_key() -> ThreadSensitiveContext:
 def current_context() -> Optional[RequestContext]:
     """The :class:`RequestContext` of the lifted view being served, if any."""
     return _REQUEST.get()
-
-
-async def response_started(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``app.on_response_prepare``: a lifted view's response started; release its thread.
-
-    From then on (a websocket after its handshake, a stream), each
-    thread-sensitive call of the view borrows a thread for the call only.
-    ``get_aio_application()`` registers it.
-    """
-    context = _REQUEST.get()
-    if context is not None and context.request is request:
-        context.response_started()
 
 
 async def close_old_connections() -> None:

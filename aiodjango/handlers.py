@@ -23,9 +23,9 @@ from django.http import Http404
 
 from .db import RequestContext, current_context
 from .django_request import RequestState, finish, log_escaped, log_request, request_of
-from .policies import PLAN_ATTR, SAFE_METHODS, Policies
+from .policies import PLAN_ATTR, Policies
 from .routing import FallbackResource, LiftedResource
-from .security import request_checks
+from .security import SAFE_METHODS, request_checks
 from .urlconf import Endpoint
 
 request_logger = logging.getLogger("django.request")
@@ -197,14 +197,13 @@ async def in_request_cycle(
 _Response = web.Response
 
 
-def make_handler(endpoint: Endpoint, kind: str, policies: Optional[Policies] = None) -> Handler:
+def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handler:
     """Wrap a lifted view (a coroutine function or an aiohttp class-based view).
 
     Per request, before the view: the Host check and, for websocket
     handshakes, the Origin check (:mod:`aiodjango.security`, set up here
     once from the settings), then the request halves of ``MIDDLEWARE``'s
-    policies (:mod:`aiodjango.policies`; ``policies`` are the application's,
-    built from the settings when not given).  Around it: the request's
+    policies (:mod:`aiodjango.policies`; ``policies`` are the application's).  Around it: the request's
     thread-sensitive context (:mod:`aiodjango.db`).  After it: the session
     and cookies, if the view used them (:mod:`aiodjango.django_request`);
     the policies' headers go on when the response is prepared.
@@ -214,8 +213,6 @@ def make_handler(endpoint: Endpoint, kind: str, policies: Optional[Policies] = N
     check_host, check_origin = request_checks(view)
     # The Host check's fast path, inlined: Host headers already found good.
     good_hosts = check_host.good_hosts if check_host is not None else None
-    if policies is None:
-        policies = Policies()
     plan = policies.plan(endpoint, view)
     # The view with the policies' request halves around it, per kind of method.
     safe_call, unsafe_call = plan.safe_call, plan.unsafe_call

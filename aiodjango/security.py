@@ -40,6 +40,7 @@ from django.utils.http import is_same_domain
 
 from .conf import conf
 from .django_request import (
+    _no_response,
     django_request,
     log_escaped,
     log_request,
@@ -59,7 +60,7 @@ Check = Callable[[web.Request], Optional[web.StreamResponse]]
 _CHECK_HOST_ATTR = "_aiodjango_check_host"
 _CHECK_ORIGIN_ATTR = "_aiodjango_check_origin"
 _GOOD_HOSTS_MAX = 1024
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})  # Django's CSRF "safe" methods
 
 
 # -- per-view switches ------------------------------------------------------
@@ -217,11 +218,12 @@ class OriginCheck:
         self.trusted_subdomains = {k: tuple(v) for k, v in csrf.allowed_origin_subdomains.items()}
 
     def scheme(self, request: web.BaseRequest) -> str:
-        """The request's scheme, as ``HttpRequest.scheme`` gives it."""
-        if not self.proxy_ssl_header:
-            # What HttpRequest.scheme reads then: wsgi.url_scheme, which is this.
-            return request.scheme
-        return django_request(request).scheme  # type: ignore[no-any-return]
+        """The request's scheme, as ``HttpRequest.scheme`` gives it.
+
+        Under ``SECURE_PROXY_SSL_HEADER`` the lifted handler has already
+        cloned the request with Django's scheme (:mod:`aiodjango.policies.scheme`).
+        """
+        return request.scheme
 
     def refusal(self, request: web.BaseRequest, origin: str) -> Optional[str]:
         """Why ``origin`` is refused, or ``None`` when it is allowed."""
@@ -317,9 +319,6 @@ def request_checks(view: Any) -> tuple[Optional[Check], Optional[Check]]:
 # -- CSRF -------------------------------------------------------------------
 
 
-def _no_response(request: Any) -> None:  # pragma: no cover - never called
-    return None
-
 
 def _is_form(request: web.BaseRequest) -> bool:
     return request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -392,7 +391,7 @@ def csrf_protect(view: V) -> V:
     @functools.wraps(view)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         request = request_of(args)
-        if request.method not in _SAFE_METHODS:
+        if request.method not in SAFE_METHODS:
             rejection = await csrf_rejection(request)
             if rejection is not None:
                 return rejection

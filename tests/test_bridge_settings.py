@@ -37,6 +37,8 @@ def test_overrides():
         ("AIODJANGO_SPOOL_THRESHOLD", 1.5, "aiodjango.E022"),
         ("AIODJANGO_SHUTDOWN_TIMEOUT", -1, "aiodjango.E023"),
         ("AIODJANGO_SHUTDOWN_TIMEOUT", True, "aiodjango.E023"),
+        ("AIODJANGO_REQUEST_BODY_TIMEOUT", 0, "aiodjango.E026"),
+        ("AIODJANGO_REQUEST_BODY_TIMEOUT", "300", "aiodjango.E026"),
     ],
 )
 def test_bad_values_are_reported(name, value, error_id):

@@ -40,7 +40,7 @@ def test_asgiref_thread_sensitive_context_variable():
         "asgiref",
         "SyncToAsync.thread_sensitive_context (a ContextVar holding the current "
         "ThreadSensitiveContext)",
-        "aiodjango/db.py (RequestContext.enter, current_context, response_started)",
+        "aiodjango/db.py (RequestContext.enter and leave)",
         "making each lifted request's context current without `async with` around the view",
         "Use ThreadSensitiveContext(executor=...) (asgiref >= 3.13) entered with `async with` "
         "in aiodjango/handlers.py instead.",

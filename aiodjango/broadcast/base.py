@@ -167,9 +167,7 @@ class Broadcast:
             raise RuntimeError(
                 f"Broadcast {self.alias!r} belongs to another event loop; close it there."
             )
-        subscriptions = {s for members in self._groups.values() for s in members}
-        for subscription in subscriptions:
-            subscription._end()
+        self.end_subscriptions()
         self._groups.clear()
         try:
             await self._close()

@@ -28,7 +28,7 @@ view's ``request.scheme`` and ``request.secure`` say ``https``.
 """
 
 from .headers import csp_nonce
-from .plan import PLAN_ATTR, SAFE_METHODS, Policies, ViewPlan
+from .plan import PLAN_ATTR, Policies, ViewPlan
 from .registry import RUN as _RUN, SKIP as _SKIP
 
 #: ``AIODJANGO_MIDDLEWARE`` value: run that middleware around lifted views, on a stand-in.
@@ -36,5 +36,5 @@ RUN = _RUN
 #: ``AIODJANGO_MIDDLEWARE`` value: lifted views don't need that middleware (silences W030).
 SKIP = _SKIP
 
-# The public API; Policies, ViewPlan, PLAN_ATTR and SAFE_METHODS are aiodjango's own.
+# The public API; Policies, ViewPlan, and PLAN_ATTR are aiodjango's own.
 __all__ = ["csp_nonce", "RUN", "SKIP"]

@@ -18,7 +18,7 @@ from django.utils.module_loading import import_string
 
 from ..django_request import django_request
 from ..security import csrf_rejection, is_websocket
-from .headers import _no_response
+from ..django_request import _no_response
 from .plan import Call, Policies, Policy, ViewInfo, cut_at
 from .standin import from_django
 

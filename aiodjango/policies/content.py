@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 from django.utils.module_loading import import_string
 
 from ..django_request import django_request
-from .headers import _no_response
+from ..django_request import _no_response
 from .plan import Call, Policies, Policy, ViewInfo, cut_at
 from .standin import copy_back, from_django, has_bytes_body, mirror
 

@@ -27,7 +27,7 @@ from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.utils.module_loading import import_string
 
-from ..django_request import django_request
+from ..django_request import _no_response, django_request
 from ..wsgi.environ import AIOHTTP_REQUEST_KEY
 from .plan import Call, Policies, Policy, ViewInfo, cut_at
 from .standin import copy_back, empty_response, from_django, has_bytes_body, mirror
@@ -68,7 +68,7 @@ class RunPolicy(Policy):
         self.where = f"the middleware {path!r}"
         self._layers: dict[int, Any] = {}
         self.process_view: Optional[Callable[..., Any]] = None
-        probe = self._instance(_unused_response)
+        probe = self._instance(_no_response)
         if probe is not None and hasattr(probe, "process_view"):
             self.process_view = probe.process_view
 
@@ -124,9 +124,6 @@ class RunPolicy(Policy):
         self._layers[key] = (inner, run_middleware)
         return run_middleware
 
-
-def _unused_response(request: Any) -> None:  # pragma: no cover - never called
-    return None
 
 
 class ViewMiddleware:

@@ -19,7 +19,7 @@ from django.http.cookie import parse_cookie
 from django.utils import translation
 from django.utils.module_loading import import_string
 
-from ..django_request import django_request
+from ..django_request import _no_response, django_request
 from .plan import PLAN_ATTR, Call, Policies, Policy, ViewInfo, cut_at, run_of
 from .standin import from_django
 
@@ -27,9 +27,6 @@ logger = logging.getLogger("aiodjango.policies")
 
 _CHOICES_MAX = 4096  # combinations of path prefix, cookie and Accept-Language kept
 
-
-def _no_response(request: Any) -> None:  # pragma: no cover - never called
-    return None
 
 
 class HeaderPolicy(Policy):

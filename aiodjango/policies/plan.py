@@ -37,9 +37,6 @@ from .standin import copy_back, empty_response, mirror, probe_request
 
 Call = Callable[[web.Request], Awaitable[Any]]
 
-#: Django's ``CsrfViewMiddleware`` skips these methods; so do the chains for them.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
 #: The attribute of a lifted handler holding its :class:`ViewPlan`.
 PLAN_ATTR = "aiodjango_plan"
 
@@ -166,15 +163,9 @@ class Policies:
     def plan(self, endpoint: Endpoint, view: Any) -> "ViewPlan":
         return ViewPlan(self, ViewInfo(endpoint, view))
 
-    def install(self, app: web.Application, *, response_phase: bool = True) -> None:
-        """Register the response phase and the start-up work on ``app``.
-
-        ``response_phase=False``: the caller's own ``on_response_prepare``
-        receiver calls :func:`respond` (``get_aio_application()`` has one
-        receiver for all of aiodjango's response duties).
-        """
-        if self.header_policies and response_phase:
-            app.on_response_prepare.append(on_response_prepare)
+    def install(self, app: web.Application) -> None:
+        """Register the policies' start-up work on ``app`` (their response phase is
+        :meth:`ViewPlan.respond`, called by ``get_aio_application()``'s receiver)."""
         for policy in self.policies:
             if type(policy).startup is not Policy.startup:
                 app.on_startup.append(policy.startup)
@@ -235,10 +226,7 @@ class Policies:
             # to merge with, or a 404 that LocaleMiddleware may redirect:
             # Django's code runs on the response's mirror instead.)
             language = translation.get_language() if run.locale else None
-            headers = response.headers
-            for name, value in self.fixed(self.is_secure(request), language, run.path_language):
-                if name not in headers:
-                    headers[name] = value
+            set_absent(response.headers, self.fixed(self.is_secure(request), language, run.path_language))
             return
         self.respond_exactly(request, response, run)
 
@@ -286,17 +274,6 @@ class ViewPlan:
         self.fixed_http = policies.fixed(False)
         self.fixed_https = policies.fixed(True)
         self.check_secure = self.fixed_http != self.fixed_https
-        if not (self.uses_runs or self.marks or self.check_secure):
-            # The common case, run for every response: the fixed headers, nothing else.
-            fixed = self.fixed_http
-
-            def respond_fixed(request: web.BaseRequest, response: web.StreamResponse) -> None:
-                headers = response.headers
-                for name, value in fixed:
-                    if name not in headers:
-                        headers[name] = value
-
-            self.respond = respond_fixed  # type: ignore[method-assign]
 
     def respond(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
         """The response phase of the header policies, for ``response``."""
@@ -309,17 +286,13 @@ class ViewPlan:
                 if self.check_secure and self.policies.is_secure(request)
                 else self.fixed_http
             )
-            headers = response.headers
-            for name, value in fixed:
-                if name not in headers:
-                    headers[name] = value
+            set_absent(response.headers, fixed)
             return
         self.policies.respond(request, response, run, self.marks)
 
 
-async def on_response_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """``app.on_response_prepare``: the header policies, for lifted views' responses."""
-    plan = getattr(request.match_info.handler, PLAN_ATTR, None)  # type: ignore[attr-defined]
-    if plan is not None:
-        plan.respond(request, response)
-
+def set_absent(headers: Any, fixed: tuple[tuple[istr, str], ...]) -> None:
+    """Set each of ``fixed`` that ``headers`` lacks, as the header middleware do."""
+    for name, value in fixed:
+        if name not in headers:
+            headers[name] = value

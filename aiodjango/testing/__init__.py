@@ -90,7 +90,7 @@ if pytest is not None:
     try:
         from pytest_asyncio import fixture as _async_fixture
     except ImportError:  # pragma: no cover - pytest-asyncio is optional
-        _async_fixture = pytest.fixture
+        _async_fixture = None  # aio_client is an async fixture: it needs pytest-asyncio
 
     @pytest.fixture(autouse=True)
     def _aio_client_helper(request: Any) -> Any:
@@ -115,15 +115,26 @@ if pytest is not None:
 
         return get_aio_application()
 
-    @_async_fixture
-    async def aio_client(aio_app: web.Application) -> Any:
-        """aiohttp's ``TestClient`` for ``aio_app``, on a real server on ``127.0.0.1``."""
-        client = TestClient(TestServer(aio_app, host=TEST_HOST))
-        await client.start_server()
-        try:
-            yield client
-        finally:
-            await client.close()
+    if _async_fixture is not None:
+
+        @_async_fixture
+        async def aio_client(aio_app: web.Application) -> Any:
+            """aiohttp's ``TestClient`` for ``aio_app``, on a real server on ``127.0.0.1``."""
+            client = TestClient(TestServer(aio_app, host=TEST_HOST))
+            await client.start_server()
+            try:
+                yield client
+            finally:
+                await client.close()
+
+    else:  # pragma: no cover - pytest-aiohttp brings pytest-asyncio
+
+        @pytest.fixture
+        def aio_client(aio_app: web.Application) -> Any:
+            raise pytest.UsageError(
+                "The aio_client fixture is asynchronous: install pytest-asyncio "
+                "(pytest-aiohttp brings it)."
+            )
 
     @pytest.fixture
     def aio_live_server(request: Any, transactional_db: Any) -> Any:

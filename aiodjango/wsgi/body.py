@@ -192,15 +192,12 @@ class Spool:
                 pass
 
 
-_UNLIMITED = BodyMemory(None)
-
-
 async def read_body(
     request: web.BaseRequest,
     *,
     max_size: int | None,
     spool_threshold: int,
-    memory: BodyMemory | None = None,
+    memory: BodyMemory,
 ) -> tuple[IO[bytes], int | None]:
     """Read the whole request body; return ``(wsgi.input, length)``.
 
@@ -220,8 +217,6 @@ async def read_body(
         return io.BytesIO(), (0 if declared == 0 else None)
     if max_size is not None and declared is not None and declared > max_size:
         raise RequestBodyTooLarge(max_size)
-    if memory is None:
-        memory = _UNLIMITED
 
     content = request.content
     loop = asyncio.get_running_loop()

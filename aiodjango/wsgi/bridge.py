@@ -225,8 +225,8 @@ class WSGIBridge:
         (``application/octet-stream``) when it has none; a WSGI server sends
         the app's headers only.  This registers the ``on_response_prepare``
         hook that keeps it that way, and :meth:`shutdown` on ``on_cleanup``.
-        ``get_aio_application()`` calls it; call it yourself when you add
-        :meth:`handle` to an application of your own.
+        Call it when you add :meth:`handle` to an application of your own
+        (``get_aio_application()`` does the same work in its own receiver).
         """
         app.on_response_prepare.append(_keep_no_content_type)
         app.on_cleanup.append(self.cleanup)
@@ -249,9 +249,7 @@ class WSGIBridge:
             if transport is not None:
                 transport.write(_BAD_VERSION)
                 transport.close()
-            response = web.Response(status=400, text="400 Unsupported HTTP version\n")
-            response.force_close()
-            return response
+            return _refuse(400, "Unsupported HTTP version")
         try:
             # Before the body is read: a header flood or an ambiguous request
             # costs no body, no thread (answered as gunicorn answers it).
@@ -259,9 +257,7 @@ class WSGIBridge:
         except InvalidRequest as exc:
             logger.warning("%s %.200r from %s: refused with %d: %s",
                            request.method, request.raw_path, request.remote, exc.status, exc.detail)
-            response = web.Response(status=exc.status, text=f"{exc.status} {exc.reason}\n")
-            response.force_close()
-            return response
+            return _refuse(exc.status, exc.reason)
         try:
             reading = read_body(request, max_size=self.max_request_body_size,
                                 spool_threshold=self.spool_threshold, memory=self.body_memory)
@@ -276,22 +272,16 @@ class WSGIBridge:
                 "%s %s: request body not received within %s s",
                 request.method, request.raw_path, self.request_body_timeout,
             )
-            response = web.Response(status=408, text="408 Request body timeout\n")
-            response.force_close()
-            return response
+            return _refuse(408, "Request body timeout")
         except RequestBodyTooLarge as exc:
             return _too_large(request, exc.limit)
         except RequestBodySpoolError as exc:
             logger.error("%s %s: %s", request.method, request.raw_path, exc)
-            response = web.Response(status=507, text="507 Request body could not be stored\n")
-            response.force_close()
-            return response
+            return _refuse(507, "Request body could not be stored")
         except (ConnectionError, HttpProcessingError, RequestPayloadError) as exc:
             # The client went away or sent a broken body (e.g. bad chunks).
             logger.info("%s %s: request body not received: %r", request.method, request.raw_path, exc)
-            response = web.Response(status=400, text="400 Incomplete request body\n")
-            response.force_close()
-            return response
+            return _refuse(400, "Incomplete request body")
         set_body(environ, body, length)
         # Closed with the exchange, whatever it is: a spooled file (also a small
         # body spooled because the memory budget was spent), or an in-memory
@@ -464,15 +454,18 @@ async def _keep_no_content_type(request: web.BaseRequest, response: web.StreamRe
 def _too_large(request: web.BaseRequest, limit: int) -> web.Response:
     logger.warning("%s %s: request body refused, larger than %d bytes",
                    request.method, request.raw_path, limit)
-    response = web.Response(status=413, text=f"413 Request body larger than {limit} bytes\n")
-    response.force_close()
-    return response
+    return _refuse(413, f"Request body larger than {limit} bytes")
 
 
 def _shutting_down() -> web.Response:
     # After shutdown() no thread may start (the pool is gone for good): refuse,
     # and let the client retry elsewhere.
-    response = web.Response(status=503, text="503 Server shutting down\n")
+    return _refuse(503, "Server shutting down")
+
+
+def _refuse(status: int, reason: str) -> web.Response:
+    """A refusal before the app is called: ``"<status> <reason>"``, connection closed."""
+    response = web.Response(status=status, text=f"{status} {reason}\n")
     response.force_close()
     return response
 
