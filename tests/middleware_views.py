@@ -269,6 +269,15 @@ class ProjectMiddleware(MiddlewareMixin):
         return response
 
 
+class UnusedMiddleware(MiddlewareMixin):
+    """A middleware that turns itself off (Django then skips it)."""
+
+    def __init__(self, get_response):
+        from django.core.exceptions import MiddlewareNotUsed
+
+        raise MiddlewareNotUsed("not on this site")
+
+
 def sync_only_middleware(get_response):
     def middleware(request):
         return get_response(request)

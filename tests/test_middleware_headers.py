@@ -221,7 +221,12 @@ async def test_csp_nonce_is_none_without_the_middleware(serve):
 # -- GZipMiddleware, ConditionalGetMiddleware ----------------------------------------
 
 
-async def test_gzip_as_django(serve):
+@pytest.mark.parametrize("in_thread", [False, True], ids=["on-the-loop", "in-a-thread"])
+async def test_gzip_as_django(serve, monkeypatch, in_thread):
+    if in_thread:  # bodies above COMPRESS_IN_THREAD are compressed off the event loop
+        from aiodjango.policies import content
+
+        monkeypatch.setattr(content, "COMPRESS_IN_THREAD", 100)
     client = await serve(middleware=["django.middleware.gzip.GZipMiddleware"] + STARTPROJECT)
     compressed = {"Accept-Encoding": "gzip"}
     async with ClientSession(auto_decompress=False) as raw:

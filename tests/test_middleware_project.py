@@ -132,6 +132,17 @@ async def test_run_a_project_middleware_on_the_stand_in(serve):
         assert await ws.receive_str(timeout=5) == "hello"
 
 
+async def test_run_a_middleware_that_is_not_used(serve):
+    # MiddlewareNotUsed from its __init__: skipped on lifted views as Django skips it.
+    unused = "tests.middleware_views.UnusedMiddleware"
+    client = await serve(middleware=STARTPROJECT + [PROJECT, unused],
+                         AIODJANGO_MIDDLEWARE={PROJECT: "run", unused: "run"})
+    lifted, body = await fetch(client, "GET", "/lifted/page/")
+    django, _ = await fetch(client, "GET", "/django/page/")
+    assert (lifted.status, body) == (200, b"lifted page") and django.status == 200
+    assert lifted.headers["X-Project"] == django.headers["X-Project"] == "django"
+
+
 async def test_an_aiohttp_middleware_stands_for_a_django_one(serve):
     client = await serve(
         middleware=STARTPROJECT + [PROJECT],
