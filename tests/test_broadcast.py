@@ -24,6 +24,7 @@ from aiodjango.broadcast import (
     broadcasts,
     publish,
     publish_sync,
+    stream_events,
     subscribe,
 )
 from aiodjango.broadcast.backends.memory import MemoryBroadcast
@@ -428,6 +429,28 @@ async def test_event_stream_sends_events_and_ends_with_its_client(client):
     assert await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5) == b'data: {"a":[1,"two"]}\n\n'
     response.close()  # the client vanishes; the group is quiet
     await wait_until(lambda: broadcasts["default"].subscribers("feed") == 0)
+
+
+async def test_event_stream_keeps_alive_and_names_events_in_one_line(aiohttp_client, settings):
+    settings.AIODJANGO_BROADCAST = {"default": {"BACKEND": MEMORY}}
+    app = get_aio_application()
+
+    async def feed(request):
+        async with subscribe("named") as messages:
+            return await stream_events(
+                request, messages, event=lambda m: "tick\r\nid: 666", keepalive=0.2, poll=0.05
+            )
+
+    app.router.add_get("/named/", feed)
+    client = await aiohttp_client(app)
+    response = await client.get("/named/")
+    # A quiet group: a comment after ``keepalive`` seconds keeps proxies from closing.
+    assert await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5) == b": keep-alive\n\n"
+    await publish("named", 1)
+    # CR and LF are taken out of the event's name: it can't add a field of its own.
+    assert await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5) == b"event: tickid: 666\ndata: 1\n\n"
+    response.close()
+    await wait_until(lambda: broadcasts["default"].subscribers("named") == 0)
 
 
 async def test_too_slow_websocket_is_closed_with_1013_and_others_keep_everything(client):

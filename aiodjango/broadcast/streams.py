@@ -108,7 +108,7 @@ async def stream_events(
             await response.write(f"retry: {int(retry)}\n\n".encode())
         quiet = 0.0
         while not _gone(request):
-            delivery = await subscription._next_within(poll)
+            delivery = await subscription._next(timeout=poll)
             if delivery is None:
                 quiet += poll
                 if quiet >= keepalive:

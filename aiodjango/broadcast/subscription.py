@@ -145,34 +145,24 @@ class Subscription:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _next(self) -> Delivery:
+    async def _next(self, timeout: Optional[float] = None) -> Delivery:
+        """The next delivery; with ``timeout``, ``None`` after that many seconds without one."""
         while not self._queue:
-            if self._state != _OPEN:
-                self._raise_end()
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        return self._queue.popleft()
-
-    async def _next_within(self, timeout: float) -> Optional[Delivery]:
-        """The next delivery, or None after ``timeout`` seconds without one."""
-        if not self._queue:
             if self._state != _OPEN:
                 self._raise_end()
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _wake, waiter)
+            timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
             try:
                 await waiter
             finally:
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 self._waiter = None
-            if not self._queue:
+            if timer is not None and not self._queue:
                 if self._state != _OPEN:
                     self._raise_end()
-                return None
+                return None  # type: ignore[return-value]
         return self._queue.popleft()
 
     def _drain(self) -> list[Delivery]:
