@@ -19,7 +19,7 @@ from .conf import conf
 from .db import close_idle_threads, current_context
 from .handlers import make_handler
 from .policies import PLAN_ATTR, Policies
-from .wsgi.bridge import strip_invented_content_type
+from .wsgi.bridge import _NO_CONTENT_TYPE, strip_invented_content_type
 from .routing import FallbackResource, LiftedRoutes
 
 
@@ -119,15 +119,18 @@ def _response_prepare(headers: bool) -> Callable[..., Any]:
 
     async def on_response_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
         context = current_context()
-        if context is not None and context.request is request:
-            # A response started while its handler runs (a websocket, a
-            # stream): its database thread goes back (aiodjango.db).
-            context.response_started()
-        plan = getattr(request.match_info.handler, PLAN_ATTR, None)  # type: ignore[attr-defined]
-        if plan is not None:
-            if headers:  # MIDDLEWARE's header policies, on a lifted view's response
-                plan.respond(request, response)
-        else:
+        if context is not None:
+            if context.request is request:
+                # A response started while its handler runs (a websocket, a
+                # stream): its database thread goes back (aiodjango.db), and
+                # MIDDLEWARE's header policies go on (a response the handler
+                # returns or raises got them there: aiodjango.handlers).
+                context.response_started()
+                if headers:
+                    plan = getattr(request.match_info.handler, PLAN_ATTR, None)  # type: ignore[attr-defined]
+                    if plan is not None:
+                        plan.respond(request, response)
+        elif type(response) in _NO_CONTENT_TYPE:
             strip_invented_content_type(response)  # the WSGI bridge's responses
 
     return on_response_prepare

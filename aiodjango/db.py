@@ -391,6 +391,12 @@ class RequestContext:
         worker = self.worker
         if worker is not None and not self.per_call:
             return worker.submit(fn, *args, **kwargs)
+        if self.__class__ is RequestContext:
+            # From its first call on, the context may hold or be handed a
+            # thread, which it must give back if it vanishes: a finaliser
+            # (_HoldingContext.__del__), which a request that makes no call
+            # doesn't pay for.
+            self.__class__ = _HoldingContext
         if self.left:
             raise RuntimeError(
                 "The request of this lifted view has finished: a task it started "
@@ -539,6 +545,21 @@ class RequestContext:
                 pass
         self.left = True
 
+    async def finish(self) -> None:
+        """End the request in its thread (``request_finished``), give the thread back."""
+        worker = self.worker
+        if worker is None or self.per_call:
+            return  # none held, or given back after its last call
+        self.worker = None
+        # Shielded: even if the handler is cancelled, Django's end of request
+        # runs before the thread serves another request.
+        done = worker.submit(_finish_then_release, self.request, worker)
+        await asyncio.shield(asyncio.wrap_future(done))
+
+
+class _HoldingContext(RequestContext):
+    """A :class:`RequestContext` that made a thread-sensitive call (see :meth:`RequestContext.submit`)."""
+
     def __del__(self) -> None:
         # A request that vanished without finishing (its event loop closed
         # under it) gives back the thread it held or was handed: the bound
@@ -554,17 +575,6 @@ class RequestContext:
                 worker.submit(_pool.release, worker)
         except RuntimeError:  # the interpreter is shutting down
             pass
-
-    async def finish(self) -> None:
-        """End the request in its thread (``request_finished``), give the thread back."""
-        worker = self.worker
-        if worker is None or self.per_call:
-            return  # none held, or given back after its last call
-        self.worker = None
-        # Shielded: even if the handler is cancelled, Django's end of request
-        # runs before the thread serves another request.
-        done = worker.submit(_finish_then_release, self.request, worker)
-        await asyncio.shield(asyncio.wrap_future(done))
 
 
 class _Dispatch(Executor):

@@ -24,6 +24,7 @@ from django.http import Http404
 from .db import RequestContext, current_context
 from .django_request import RequestState, finish, log_escaped, log_request, request_of
 from .policies import PLAN_ATTR, Policies
+from .policies.plan import set_absent
 from .routing import FallbackResource, LiftedResource
 from .security import SAFE_METHODS, request_checks
 from .urlconf import Endpoint
@@ -151,9 +152,34 @@ async def in_request_cycle(
     """
     context = RequestContext(request).enter()
     try:
+        response = await call(arg)
+    except BaseException as exc:
+        return await end_cycle(context, where, exc=exc)
+    if context.auth is not None or context.worker is not None:
+        return await end_cycle(context, where, response)
+    context.leave()
+    if response.__class__ is _Response:
+        return response  # type: ignore[no-any-return]
+    return await checked_response(response, request, where)
+
+
+async def end_cycle(
+    context: RequestContext,
+    where: str,
+    response: Any = None,
+    *,
+    exc: Optional[BaseException] = None,
+) -> web.StreamResponse:
+    """The end of :func:`in_request_cycle` after an exception, a session, or a database thread.
+
+    The context is still entered; it is left here.
+    """
+    request = context.request
+    try:
         finishing = False
         try:
-            response = await call(arg)
+            if exc is not None:
+                raise exc
             if context.auth is not None and isinstance(response, web.StreamResponse):
                 finishing = True
                 await finish(context.auth, response)
@@ -179,19 +205,24 @@ async def in_request_cycle(
             context.auth.close()
         if context.worker is not None:
             await context.finish()
-    if response.__class__ is not _Response and not isinstance(response, web.StreamResponse):
-        await _log(
-            logging.ERROR,
-            f"Internal Server Error: {log_escaped(request.path)}: the {where} returned "
-            f"{type(response).__module__}.{type(response).__qualname__}, not an "
-            f"aiohttp response. Return an aiohttp.web.Response (or StreamResponse, "
-            f"WebSocketResponse); for a Django view returning HttpResponse, decorate "
-            f"it with @aiodjango.keep_in_django so that Django calls it.",
-            request,
-            500,
-        )
-        return _error_response(500, "Internal Server Error")
-    return response  # type: ignore[no-any-return]
+    return await checked_response(response, request, where)
+
+
+async def checked_response(response: Any, request: web.Request, where: str) -> web.StreamResponse:
+    """``response``, if it is an aiohttp response; else a 500 saying what it is."""
+    if isinstance(response, web.StreamResponse):
+        return response
+    await _log(
+        logging.ERROR,
+        f"Internal Server Error: {log_escaped(request.path)}: the {where} returned "
+        f"{type(response).__module__}.{type(response).__qualname__}, not an "
+        f"aiohttp response. Return an aiohttp.web.Response (or StreamResponse, "
+        f"WebSocketResponse); for a Django view returning HttpResponse, decorate "
+        f"it with @aiodjango.keep_in_django so that Django calls it.",
+        request,
+        500,
+    )
+    return _error_response(500, "Internal Server Error")
 
 
 _Response = web.Response
@@ -205,8 +236,9 @@ def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handle
     once from the settings), then the request halves of ``MIDDLEWARE``'s
     policies (:mod:`aiodjango.policies`; ``policies`` are the application's).  Around it: the request's
     thread-sensitive context (:mod:`aiodjango.db`).  After it: the session
-    and cookies, if the view used them (:mod:`aiodjango.django_request`);
-    the policies' headers go on when the response is prepared.
+    and cookies, if the view used them (:mod:`aiodjango.django_request`),
+    then the policies' headers (on a response the view prepares itself, when
+    it is prepared: ``application._response_prepare``).
     """
     view = endpoint.callback
     where = f"lifted view {endpoint.lookup_str} (URL pattern {endpoint.route!r})"
@@ -218,21 +250,48 @@ def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handle
     safe_call, unsafe_call = plan.safe_call, plan.unsafe_call
     # SECURE_PROXY_SSL_HEADER: the request as Django sees its scheme.
     proxy_scheme = policies.proxy
+    # The header policies' response halves: on the response the view returns
+    # or raises, here; on one it prepares itself (a websocket, a stream),
+    # when it is prepared (application._response_prepare).
+    respond = plan.respond if policies.header_policies else None
+    fixed = plan.fixed_only
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if proxy_scheme is not None:
             request = proxy_scheme(request)
         headers = request.headers
+        response = None
         if check_host is not None and (good_hosts is None or headers.get(HOST) not in good_hosts):
-            refusal = check_host(request)
-            if refusal is not None:
-                return refusal
-        if check_origin is not None and UPGRADE in headers:
-            refusal = check_origin(request)
-            if refusal is not None:
-                return refusal
-        call = safe_call if request.method in SAFE_METHODS else unsafe_call
-        return await in_request_cycle(request, call, request, where)
+            response = check_host(request)
+        if response is None and check_origin is not None and UPGRADE in headers:
+            response = check_origin(request)
+        if response is None:
+            call = safe_call if request.method in SAFE_METHODS else unsafe_call
+            # in_request_cycle(), inlined: the path every lifted request takes.
+            context = RequestContext(request).enter()
+            try:
+                try:
+                    response = await call(request)
+                except BaseException as exc:
+                    response = await end_cycle(context, where, exc=exc)
+                else:
+                    if context.auth is not None or context.worker is not None:
+                        response = await end_cycle(context, where, response)
+                    else:
+                        context.leave()
+                        if response.__class__ is not _Response:
+                            response = await checked_response(response, request, where)
+            except web.HTTPException as exc:  # aiohttp answers with its status and headers
+                if respond is not None:
+                    respond(request, exc)
+                raise
+        if respond is not None and not response.prepared:
+            # (A response the view prepared got them then: application._response_prepare.)
+            if fixed is not None:
+                set_absent(response.headers, fixed)
+            else:
+                respond(request, response)
+        return response
 
     handler.__qualname__ = handler.__name__ = getattr(view, "__name__", "lifted_view")
     handler.__module__ = getattr(view, "__module__", __name__)

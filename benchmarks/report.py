@@ -26,6 +26,8 @@ class Target:
 TARGETS = [
     Target("Lifted view vs the same handler in bare aiohttp (requests/s)",
            "lifted/aiodjango", "rps", 0.95, True, "lifted/bare-aiohttp"),
+    Target("Lifted view vs bare aiohttp sending the same headers (requests/s)",
+           "lifted/aiodjango", "rps", 0.95, True, "lifted/bare-aiohttp-same-bytes"),
     Target("Lifted view vs Django's async view under uvicorn (requests/s)",
            "lifted/aiodjango", "rps", 25.0, True, "django-async/uvicorn"),
     Target("Bridge vs aiohttp-wsgi (requests/s)",

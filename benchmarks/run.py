@@ -80,6 +80,8 @@ def benches(threads: int) -> list[Bench]:
     return [
         Bench("lifted/aiodjango", "http", aiodjango, "/lifted/hello/"),
         Bench("lifted/bare-aiohttp", "http", ServerSpec("bare-aiohttp", threads), "/lifted/hello/"),
+        Bench("lifted/bare-aiohttp-same-bytes", "http", ServerSpec("bare-aiohttp", threads),
+              "/lifted/hello-same-bytes/"),
         Bench("saturated/aiodjango", "http", aiodjango, "/lifted/hello/", background=sleep),
         Bench("routing/lifted-1000", "http", large, "/lifted/hello/"),
         Bench("django-async/uvicorn", "http", ServerSpec("uvicorn", threads), "/async/hello/"),

@@ -3,7 +3,8 @@
     python serve.py KIND --port PORT [--threads N]
 
 KIND is ``aiodjango`` (``get_aio_application`` over the benchmark project),
-``bare-aiohttp`` (the same lifted handlers in a plain ``web.Application``) or
+``bare-aiohttp`` (the same lifted handlers in a plain ``web.Application``, and
+the hello handler adding the headers aiodjango's response carries) or
 ``aiohttp-wsgi`` (the project's WSGI app under aiohttp-wsgi's ``WSGIHandler``,
 mounted as its ``run_server`` mounts it).  All three use ``web.run_app`` with
 no access log and the backlog gunicorn and uvicorn use by default.
@@ -35,8 +36,35 @@ def bare_aiohttp_app(threads: int):
 
     app = web.Application()
     app.router.add_route("*", "/lifted/hello/", views.lifted_hello)
+    app.router.add_route("*", "/lifted/hello-same-bytes/", same_bytes(views.lifted_hello))
     app.router.add_route("*", "/ws/echo/", views.ws_echo)
     return app
+
+
+def same_bytes(handler):
+    """``handler`` whose response carries the headers ``MIDDLEWARE`` adds to every response.
+
+    The anchor for what the response itself costs: aiodjango's lifted view
+    sends these headers too (SecurityMiddleware, XFrameOptionsMiddleware),
+    and aiohttp's serializer pays for every byte of them.  The headers are
+    Django's own, computed once by the project's header middleware.
+    """
+    from django.http import HttpRequest, HttpResponse
+    from django.middleware.clickjacking import XFrameOptionsMiddleware
+    from django.middleware.security import SecurityMiddleware
+
+    response = HttpResponse()
+    del response["Content-Type"]
+    for middleware in (XFrameOptionsMiddleware, SecurityMiddleware):
+        middleware(lambda request: response).process_response(HttpRequest(), response)
+    headers = tuple(response.items())
+
+    async def with_headers(request):
+        answer = await handler(request)
+        answer.headers.extend(headers)
+        return answer
+
+    return with_headers
 
 
 def aiohttp_wsgi_app(threads: int):

@@ -30,6 +30,7 @@ urlpatterns = [
     path("lifted/big/", views.big),
     path("lifted/stream/", views.stream),
     path("lifted/ws/", views.websocket),
+    path("lifted/answers/", views.answers),
     path("lifted/scheme/", views.scheme),
     path("lifted/language/", views.language),
     path("lifted/sameorigin/", views.sameorigin),

@@ -11,7 +11,8 @@ import asyncio
 import django
 from aiohttp import web
 from asgiref.sync import sync_to_async
-from django.http import HttpResponse, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, JsonResponse
 from django.utils import translation
 from django.utils.deprecation import MiddlewareMixin
 from django.views.decorators import clickjacking
@@ -118,6 +119,20 @@ async def stream(request):
     await response.write(b"data: hello\n\n")
     await response.write_eof()
     return response
+
+
+async def answers(request):
+    """Answers the view raises, or Django's answer to what it raises (``?as=``)."""
+    kind = request.query.get("as")
+    if kind == "redirect":
+        raise web.HTTPFound("/lifted/page/")
+    if kind == "gone":
+        raise web.HTTPGone(text="gone")
+    if kind == "404":
+        raise Http404("no such thing")
+    if kind == "403":
+        raise PermissionDenied
+    raise RuntimeError("lifted view failed")
 
 
 async def websocket(request):

@@ -38,8 +38,8 @@ def test_lists_every_configuration():
     done = run_harness("--list")
     assert done.returncode == 0, done.stderr
     names = [line.split()[0] for line in done.stdout.splitlines()]
-    for name in ("lifted/aiodjango", "sync/gunicorn-gthread", "file/aiodjango",
-                 "routing/lifted-1000", "websockets/aiodjango"):
+    for name in ("lifted/aiodjango", "lifted/bare-aiohttp-same-bytes", "sync/gunicorn-gthread",
+                 "file/aiodjango", "routing/lifted-1000", "websockets/aiodjango"):
         assert name in names
 
 
@@ -88,3 +88,32 @@ def is_running(pid: int) -> bool:
             return stat.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_same_bytes_anchor_sends_the_headers_of_a_lifted_view(aiohttp_client, settings):
+    """``lifted/bare-aiohttp-same-bytes`` answers with the policy headers aiodjango's
+    lifted view gets from the same MIDDLEWARE: the same response bytes."""
+    from aiohttp import web
+
+    from aiodjango import get_aio_application
+    from tests.middleware_support import STARTPROJECT, policy_headers
+
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import serve
+    finally:
+        sys.path.remove(str(RUN.parent))
+    settings.MIDDLEWARE = STARTPROJECT
+    settings.ROOT_URLCONF = "tests.middleware_urls"
+
+    async def hello(request):
+        return web.Response(text="lifted page")
+
+    bare = web.Application()
+    bare.router.add_get("/lifted/page/", serve.same_bytes(hello))
+    anchor = await aiohttp_client(bare)
+    lifted = await aiohttp_client(get_aio_application())
+    async with anchor.get("/lifted/page/") as one, lifted.get("/lifted/page/") as other:
+        assert policy_headers(one) == policy_headers(other)
+        assert "X-Frame-Options" in policy_headers(one)
+        assert await one.read() == await other.read()

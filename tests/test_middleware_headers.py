@@ -90,6 +90,43 @@ async def test_streams_and_websocket_handshakes_get_the_headers_too(serve):
         assert await ws.receive_str(timeout=5) == "hello"
 
 
+async def test_answers_raised_by_the_view_get_the_headers(serve):
+    """As Django's middleware adds them to redirects, 404s and 500s (the control)."""
+    client = await serve()
+    django_404, _ = await fetch(client, "GET", "/django/no-such-page/")
+    assert policy_headers(django_404) == STARTPROJECT_HEADERS
+    for kind, status in (("redirect", 302), ("gone", 410), ("404", 404), ("403", 403), ("500", 500)):
+        response, _ = await fetch(client, "GET", f"/lifted/answers/?as={kind}")
+        assert response.status == status, kind
+        assert policy_headers(response) == STARTPROJECT_HEADERS, kind
+    # aiodjango's own refusal before the view: a Host not in ALLOWED_HOSTS.
+    refused, _ = await fetch(client, "GET", "/lifted/page/", headers={"Host": "evil.example"})
+    assert refused.status == 400
+    assert policy_headers(refused) == STARTPROJECT_HEADERS
+
+
+async def test_aiohttp_middlewares_see_the_headers_of_the_lifted_views_response(settings, aiohttp_client):
+    """The headers are set before the response leaves the lifted view's handler:
+    an application middleware around it sees the response as it will be sent."""
+    from aiohttp import web
+
+    from aiodjango import get_aio_application
+
+    settings.ROOT_URLCONF = "tests.middleware_urls"
+    settings.MIDDLEWARE = STARTPROJECT
+    seen = {}
+
+    @web.middleware
+    async def outer(request, handler):
+        response = await handler(request)
+        seen[request.path] = policy_headers(response)
+        return response
+
+    client = await aiohttp_client(get_aio_application(middlewares=[outer]))
+    response, _ = await fetch(client, "GET", "/lifted/page/")
+    assert policy_headers(response) == seen["/lifted/page/"] == STARTPROJECT_HEADERS
+
+
 @needs_django_5
 async def test_xframe_options_decorators(serve):
     client = await serve()

@@ -8,9 +8,10 @@ becomes a :class:`Policy`.  Per request:
   layers around it, in ``MIDDLEWARE`` order.  There are two chains per view,
   one for safe methods and one for the others, so a ``GET`` pays only for
   what applies to a ``GET``: with ``startproject``'s ``MIDDLEWARE``, nothing;
-* when the response is prepared (``app.on_response_prepare``: also for a
-  websocket handshake or a stream the view prepares itself), the response
-  halves that only add headers run.  What they add for "any response" is
+* after the view (on what it returns or raises, in the lifted view's
+  handler), or when the response is prepared if the view prepares it itself
+  (``app.on_response_prepare``: a websocket handshake, a stream), the
+  response halves that only add headers run (:meth:`ViewPlan.respond`).  What they add for "any response" is
   worked out at start-up by Django's own ``process_response`` on a stand-in
   and replayed (set when absent, as those middleware do); the request's
   own stand-in is used only when something about the request or the
@@ -63,8 +64,8 @@ class PolicyRun:
 
 
 # aiohttp runs every request in a task of its own: the run set by the
-# handler (or the view) is the request's, and is seen when its response is
-# prepared, whether by the view or after it.
+# handler (or the view) is the request's, and is seen by the response phase,
+# after the view or when the view prepares its response.
 _RUN: contextvars.ContextVar[Optional[PolicyRun]] = contextvars.ContextVar(
     "aiodjango_policy_run", default=None
 )
@@ -101,7 +102,7 @@ class Policy:
     """What one ``MIDDLEWARE`` entry does for lifted views (base: nothing)."""
 
     #: A Django middleware instance whose ``process_response`` adds headers
-    #: (run when the response is prepared), or ``None``.
+    #: (run in the response phase, :meth:`ViewPlan.respond`), or ``None``.
     headers: Any = None
     #: Its ``process_response`` needs the request's own stand-in every time.
     per_request = False
@@ -274,6 +275,10 @@ class ViewPlan:
         self.fixed_http = policies.fixed(False)
         self.fixed_https = policies.fixed(True)
         self.check_secure = self.fixed_http != self.fixed_https
+        #: The headers to set where absent, if that is all :meth:`respond` can do.
+        self.fixed_only = (
+            self.fixed_http if not (self.uses_runs or self.marks or self.check_secure) else None
+        )
 
     def respond(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
         """The response phase of the header policies, for ``response``."""
