@@ -608,9 +608,9 @@ def _register_key() -> ThreadSensitiveContext:
     return _KEY
 
 
-def current_context() -> Optional[RequestContext]:
-    """The :class:`RequestContext` of the lifted view being served, if any."""
-    return _REQUEST.get()
+#: ``current_context()``: the :class:`RequestContext` of the lifted view being
+#: served, if any.  (The variable's own ``get``: called for every response.)
+current_context: Callable[[], Optional[RequestContext]] = _REQUEST.get
 
 
 async def close_old_connections() -> None:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     # Django, the control
     path("django/page/", views.django_page),
+    path("django/fails/", views.django_fails),
     path("django/form/", views.django_form),
     path("django/exempt/", views.django_exempt),
     path("django/big/", views.django_big),
@@ -31,6 +32,7 @@ urlpatterns = [
     path("lifted/stream/", views.stream),
     path("lifted/ws/", views.websocket),
     path("lifted/answers/", views.answers),
+    path("lifted/fails/", views.fails),
     path("lifted/scheme/", views.scheme),
     path("lifted/language/", views.language),
     path("lifted/sameorigin/", views.sameorigin),

@@ -284,6 +284,38 @@ class ProjectMiddleware(MiddlewareMixin):
         return response
 
 
+#: What ExceptionLogMiddleware saw: (path, exception class name, thread name).
+EXCEPTIONS_SEEN = []
+
+
+class ErrorPageMiddleware(MiddlewareMixin):
+    """A project's error page: ``process_exception`` answers for a ValueError."""
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, ValueError):
+            return JsonResponse({"error": str(exception)}, status=500)
+        return None
+
+
+class ExceptionLogMiddleware(MiddlewareMixin):
+    """Listed after ErrorPageMiddleware, so called first: records, answers nothing."""
+
+    def process_exception(self, request, exception):
+        import threading
+
+        EXCEPTIONS_SEEN.append(
+            (request.path, type(exception).__name__, threading.current_thread().name)
+        )
+
+
+def django_fails(request):
+    raise {"ValueError": ValueError, "RuntimeError": RuntimeError}[request.GET["with"]]("bad input")
+
+
+async def fails(request):
+    raise {"ValueError": ValueError, "RuntimeError": RuntimeError}[request.query["with"]]("bad input")
+
+
 class UnusedMiddleware(MiddlewareMixin):
     """A middleware that turns itself off (Django then skips it)."""
 

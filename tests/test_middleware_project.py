@@ -132,6 +132,39 @@ async def test_run_a_project_middleware_on_the_stand_in(serve):
         assert await ws.receive_str(timeout=5) == "hello"
 
 
+async def test_run_middlewares_process_exception_as_django(serve):
+    errors = "tests.middleware_views.ErrorPageMiddleware"
+    log = "tests.middleware_views.ExceptionLogMiddleware"
+    client = await serve(
+        middleware=STARTPROJECT + [PROJECT, errors, log],
+        AIODJANGO_MIDDLEWARE={PROJECT: "run", errors: "run", log: "run"},
+        DEBUG_PROPAGATE_EXCEPTIONS=False,
+    )
+    views.EXCEPTIONS_SEEN.clear()
+    for side in ("django", "lifted"):
+        # Answered by ErrorPageMiddleware; its answer goes back out through
+        # the middleware listed before it (ProjectMiddleware, the headers).
+        response, body = await fetch(client, "GET", f"/{side}/fails/?with=ValueError")
+        assert (response.status, body) == (500, b'{"error": "bad input"}'), side
+        assert response.headers["X-Project"] == "django", side
+        assert policy_headers(response)["X-Frame-Options"] == "DENY", side
+        # Not answered: the usual 500.
+        response, _ = await fetch(client, "GET", f"/{side}/fails/?with=RuntimeError")
+        assert response.status == 500 and response.content_type != "application/json", side
+    seen = [(path, name) for path, name, _ in views.EXCEPTIONS_SEEN]
+    assert seen == [
+        ("/django/fails/", "ValueError"),
+        ("/django/fails/", "RuntimeError"),
+        ("/lifted/fails/", "ValueError"),
+        ("/lifted/fails/", "RuntimeError"),
+    ]  # ExceptionLogMiddleware first (reverse MIDDLEWARE order), once per exception
+    lifted_threads = {thread for path, _, thread in views.EXCEPTIONS_SEEN if path.startswith("/lifted")}
+    assert all(name.startswith("aiodjango-db") for name in lifted_threads)  # the request's thread
+    # aiohttp's HTTPException is the view's answer, not an error: not passed.
+    response, _ = await fetch(client, "GET", "/lifted/answers/?as=redirect")
+    assert response.status == 302 and len(views.EXCEPTIONS_SEEN) == 4
+
+
 async def test_run_a_middleware_that_is_not_used(serve):
     # MiddlewareNotUsed from its __init__: skipped on lifted views as Django skips it.
     unused = "tests.middleware_views.UnusedMiddleware"

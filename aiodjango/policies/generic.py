@@ -8,11 +8,12 @@ back a mirror of the aiohttp response (status, headers, the body of a
 ``web.Response``).  What the middleware changes on the mirror is copied to
 the aiohttp response; a response of its own (a CORS preflight answer, a
 cached page) is sent instead of calling the view.  Its ``process_view``
-runs just before the view, in ``MIDDLEWARE`` order, as in Django.
-``MiddlewareMixin`` subclasses run their halves in the request's database
-thread (Django's async mode); ``process_exception`` and
-``process_template_response`` don't apply (the view raises into aiodjango's
-error handling, and returns no template response).
+runs just before the view, in ``MIDDLEWARE`` order, and its
+``process_exception`` when the view raises, in reverse order, as in Django
+(an aiohttp ``HTTPException`` is a response, not an error: it is not
+passed).  ``MiddlewareMixin`` subclasses run their halves in the request's
+database thread (Django's async mode); ``process_template_response`` doesn't
+apply (a lifted view returns no template response).
 
 An aiohttp middleware (``async def middleware(request, handler)``) maps a
 Django one to its aiohttp equivalent: it is called around each lifted view.
@@ -67,10 +68,13 @@ class RunPolicy(Policy):
         self.factory = import_string(path)
         self.where = f"the middleware {path!r}"
         self._layers: dict[int, Any] = {}
-        self.process_view: Optional[Callable[..., Any]] = None
+        # Django calls these on the instance in its chain; they are called
+        # on one instance here (the chain's instances are per view).
         probe = self._instance(_no_response)
-        if probe is not None and hasattr(probe, "process_view"):
-            self.process_view = probe.process_view
+        self.process_view: Optional[Callable[..., Any]] = getattr(probe, "process_view", None)
+        self.process_exception: Optional[Callable[..., Any]] = getattr(
+            probe, "process_exception", None
+        )
 
     def _instance(self, get_response: Callable[..., Any]) -> Any:
         try:
@@ -127,7 +131,8 @@ class RunPolicy(Policy):
 
 
 class ViewMiddleware:
-    """The ``process_view`` of the middleware run around lifted views, just before the view."""
+    """What the middleware run around lifted views do next to the view itself:
+    ``process_view`` just before it, ``process_exception`` when it raises."""
 
     def __init__(self, policies: list[RunPolicy]) -> None:
         self.calls = []
@@ -138,9 +143,21 @@ class ViewMiddleware:
             if not iscoroutinefunction(process_view):
                 process_view = sync_to_async(process_view, thread_sensitive=True)
             self.calls.append((process_view, policy.where))
+        # Django calls them in reverse MIDDLEWARE order, in the request's
+        # thread (an async one is awaited here).
+        self.exception_calls = []
+        for policy in reversed(policies):
+            process_exception = policy.process_exception
+            if process_exception is None:
+                continue
+            if not iscoroutinefunction(process_exception):
+                process_exception = sync_to_async(process_exception, thread_sensitive=True)
+            self.exception_calls.append((process_exception, policy.where))
 
     def wrap(self, view: ViewInfo, inner: Call) -> Call:
         calls = self.calls
+        if self.exception_calls:
+            inner = self._exceptions(inner)
         if not calls:
             return inner
         callback = view.callback
@@ -154,6 +171,24 @@ class ViewMiddleware:
             return await inner(request)
 
         return process_view
+
+    def _exceptions(self, inner: Call) -> Call:
+        calls = self.exception_calls
+
+        async def process_exception(request: web.Request) -> Any:
+            try:
+                return await inner(request)
+            except web.HTTPException:
+                raise  # aiohttp's way of answering, not an error of the view
+            except Exception as exc:
+                dj = django_request(request)
+                for call, where in calls:
+                    answer = await call(dj, exc)
+                    if answer:
+                        return from_django(answer, where)
+                raise
+
+        return process_exception
 
 
 class AiohttpPolicy(Policy):
