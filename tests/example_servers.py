@@ -22,6 +22,8 @@ from typing import Iterator
 
 import pytest
 
+from tests.support.needs import needs_program
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example"
 PYTHON = sys.executable
@@ -34,17 +36,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def require_binary(name: str) -> str:
-    """The path of ``name``; skip the test without it, fail under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        reason = f"{name} is not installed (bash .ci/system-deps installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true needs it.")
-        pytest.skip(reason)
-    return path
 
 
 def example_env(db: Path, **extra: str) -> dict[str, str]:
@@ -208,7 +199,7 @@ def gunicorn(
 @contextlib.contextmanager
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """A throw-away redis-server on a free port; yields its URL."""
-    binary = require_binary("redis-server")
+    binary = needs_program("redis-server")
     port = free_port()
     log = tmp_path / f"redis-{port}.log"
     with open(log, "wb") as out:

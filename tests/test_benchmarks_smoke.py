@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.needs import needs_program
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 TIMEOUT = 120  # seconds; the run itself takes 5-20 (server start-up is most of it)
@@ -28,10 +29,7 @@ def run_harness(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
 
 
 def require_wrk() -> None:
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("wrk is needed for the benchmark smoke test in CI: apt-get install -y wrk")
-        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+    needs_program("wrk", "apt-get install -y wrk")
 
 
 def test_lists_every_configuration():

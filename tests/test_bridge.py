@@ -299,6 +299,34 @@ async def test_413_before_100_continue(aiohttp_client):
     assert calls == [1]
 
 
+async def test_header_flood_refused_before_100_continue(aiohttp_client):
+    """A client asking ``Expect: 100-continue`` is refused before sending its body
+    for what the bridge refuses anyway (as gunicorn, which reads no body first)."""
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(1)
+        return simple()(environ, start_response)
+
+    bridge = WSGIBridge(app, max_request_fields=20)
+    app_ = web.Application()
+    app_.router.add_route("*", "/{tail:.*}", bridge.handle, expect_handler=bridge.expect_handler)
+    app_.on_cleanup.append(lambda app: bridge.shutdown())
+    client = await aiohttp_client(app_)
+    flood = b"".join(b"X-Field-%d: v\r\n" % n for n in range(25))
+    # (The bridge's 400s for ambiguous requests are aiohttp 3.14's own parser errors.)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Expect: 100-continue\r\n" + flood + b"\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 431"), head  # no "100 Continue" first
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert calls == []
+
+
 async def test_413_chunked_body_too_big_while_reading(aiohttp_client):
     calls = []
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import time
 import uuid
@@ -58,6 +57,7 @@ from typing import Any, Iterator
 import pytest
 
 from .support import wire
+from .support.needs import unavailable
 from .support.bridge_servers import BRIDGE_WORKER, Server, gunicorn, migrate, records
 from .support.gunicorn_corpus import (
     Case,
@@ -198,10 +198,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def usable(case: Case | CorpusUnavailable) -> Case:
     if isinstance(case, CorpusUnavailable):
-        reason = f"gunicorn's request corpus is unavailable: {case}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI=true needs it)")
-        pytest.skip(reason)
+        unavailable(f"gunicorn's request corpus is unavailable: {case}")
     return case
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.example_servers import require_binary
+from tests.support.needs import needs_program
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "broadcast.py"
 
 
 def test_broadcast_benchmark_runs_and_stops_everything(tmp_path):
-    require_binary("redis-server")
+    needs_program("redis-server")
     pytest.importorskip("redis", reason="redis-py is in the test extra")
     done = subprocess.run(
         [

@@ -18,6 +18,7 @@ from aiodjango.broadcast import BroadcastUnavailable, publish_sync
 from aiodjango.broadcast.backends.redis import RedisBroadcast
 from tests.broadcast_project.harness import redis_server
 from tests.example_servers import free_port
+from tests.support.needs import needs_module
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +26,7 @@ REDIS = "aiodjango.broadcast.backends.redis.RedisBroadcast"
 
 
 def import_redis():
-    try:
-        import redis
-    except ImportError:
-        reason = "redis-py is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true needs it.")
-        pytest.skip(reason)
-    return redis
+    return needs_module("redis")
 
 
 @pytest.fixture

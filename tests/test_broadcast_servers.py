@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from tests.broadcast_project.harness import gunicorn, redis_server
+from tests.support.needs import needs_module
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +30,7 @@ PREFIX = "test:"  # tests/broadcast_project/settings.py
 
 @pytest.fixture
 def redis(tmp_path):
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        reason = "redis-py is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true needs it.")
-        pytest.skip(reason)
+    needs_module("redis")
     with redis_server(tmp_path) as server:
         yield server
 

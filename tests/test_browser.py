@@ -6,11 +6,11 @@ Needs the ``chromium`` package (``bash .ci/system-deps``) and pip's
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from tests.example_servers import ADMIN, ADMIN_PASSWORD, db_with_admin, gunicorn, require_binary
+from tests.example_servers import ADMIN, ADMIN_PASSWORD, db_with_admin, gunicorn
+from tests.support.needs import needs_module, needs_program
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +26,6 @@ CHROMIUM_FLAGS = [
 WAIT_MS = 10_000
 
 
-def import_playwright():
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true needs it.")
-        pytest.skip(reason)
-    return async_playwright
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     db = db_with_admin(tmp_path_factory)
@@ -46,8 +35,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 async def browser():
-    chromium = require_binary("chromium")
-    async_playwright = import_playwright()
+    chromium = needs_program("chromium")
+    async_playwright = needs_module("playwright.async_api").async_playwright
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=chromium, args=CHROMIUM_FLAGS, chromium_sandbox=False

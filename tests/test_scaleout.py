@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 
 import aiohttp
 import pytest
 
+from tests.support.needs import needs_module
 from tests.example_servers import (
     EXAMPLE,
     PYTHON,
@@ -30,14 +30,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=15)
 
 
 def import_redis():
-    try:
-        import redis.asyncio as redis
-    except ImportError:
-        reason = "redis-py is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true needs it.")
-        pytest.skip(reason)
-    return redis
+    return needs_module("redis.asyncio")
 
 
 @pytest.fixture

@@ -237,27 +237,9 @@ class WSGIBridge:
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Serve ``request`` with the WSGI application."""
-        if self._closed:
-            return _shutting_down()
-        if request.version not in _WSGI_VERSIONS:
-            # HTTP/0.9 and HTTP/2.0 request lines get through llhttp; WSGI apps
-            # expect HTTP/1.x, and gunicorn refuses anything else too.  aiohttp
-            # would answer in the request's version ("HTTP/2.0 400"), so the
-            # refusal is written here, as HTTP/1.1, and the connection closed;
-            # aiohttp then finds it closed and only logs the access.
-            transport = request.transport
-            if transport is not None:
-                transport.write(_BAD_VERSION)
-                transport.close()
-            return _refuse(400, "Unsupported HTTP version")
-        try:
-            # Before the body is read: a header flood or an ambiguous request
-            # costs no body, no thread (answered as gunicorn answers it).
-            environ = build_environ(request, self._base, max_fields=self.max_request_fields, strict=True)
-        except InvalidRequest as exc:
-            logger.warning("%s %.200r from %s: refused with %d: %s",
-                           request.method, request.raw_path, request.remote, exc.status, exc.detail)
-            return _refuse(exc.status, exc.reason)
+        environ = self._environ_or_refusal(request)
+        if isinstance(environ, web.StreamResponse):
+            return environ
         try:
             reading = read_body(request, max_size=self.max_request_body_size,
                                 spool_threshold=self.spool_threshold, memory=self.body_memory)
@@ -397,13 +379,44 @@ class WSGIBridge:
                          "closing the connection", request.method, request.raw_path, exc_info=exc)
             _abort(request)
 
+    def _environ_or_refusal(self, request: web.BaseRequest) -> dict[str, Any] | web.Response:
+        """The request's environ, or the refusal of a request the bridge won't serve.
+
+        Before the body is read: a header flood, an ambiguous request or an
+        HTTP version WSGI doesn't speak costs no body and no thread (answered
+        as gunicorn answers it).
+        """
+        if self._closed:
+            return _shutting_down()
+        if request.version not in _WSGI_VERSIONS:
+            # HTTP/0.9 and HTTP/2.0 request lines get through llhttp; WSGI apps
+            # expect HTTP/1.x, and gunicorn refuses anything else too.  aiohttp
+            # would answer in the request's version ("HTTP/2.0 400"), so the
+            # refusal is written here, as HTTP/1.1, and the connection closed;
+            # aiohttp then finds it closed and only logs the access.
+            transport = request.transport
+            if transport is not None:
+                transport.write(_BAD_VERSION)
+                transport.close()
+            return _refuse(400, "Unsupported HTTP version")
+        try:
+            return build_environ(request, self._base, max_fields=self.max_request_fields, strict=True)
+        except InvalidRequest as exc:
+            logger.warning("%s %.200r from %s: refused with %d: %s",
+                           request.method, request.raw_path, request.remote, exc.status, exc.detail)
+            return _refuse(exc.status, exc.reason)
+
     async def expect_handler(self, request: web.Request) -> web.StreamResponse | None:
-        """An aiohttp ``expect_handler``: refuse an oversized body before ``100 Continue``.
+        """An aiohttp ``expect_handler``: refuse before ``100 Continue`` what :meth:`handle` refuses.
 
         Give it to the route of :meth:`handle` (``add_route(...,
         expect_handler=bridge.expect_handler)``) so that a client asking
-        ``Expect: 100-continue`` is told 413 before it sends the body.
+        ``Expect: 100-continue`` is told 413 (an oversized body), 431 or 400
+        (a header flood, an ambiguous request) before it sends the body.
         """
+        refusal = self._environ_or_refusal(request)
+        if isinstance(refusal, web.StreamResponse):
+            return refusal
         limit = self.max_request_body_size
         length = request.content_length
         if limit is not None and length is not None and length > limit:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from tests.example_servers import free_port, read, require_binary, stop, wait_for_http
+from tests.example_servers import free_port, read, stop, wait_for_http
+from tests.support.needs import needs_program
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 START_TIMEOUT = 30.0
@@ -23,7 +24,7 @@ class RedisServer:
     """A throw-away redis-server; ``kill()`` and ``start()`` again keep its port."""
 
     def __init__(self, folder: Path) -> None:
-        self.binary = require_binary("redis-server")
+        self.binary = needs_program("redis-server")
         self.folder = folder
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"

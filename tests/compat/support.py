@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Any, Iterator, Optional
 
 import aiohttp
-import pytest
 
-from tests.example_servers import require_binary
+from tests.support.needs import needs_module, needs_program
 
 # Debian's Chromium (bash .ci/system-deps); playwright's own download is never used.
 CHROMIUM_FLAGS = [
@@ -70,17 +68,6 @@ def ws_exchange(url: str, send: list[str], *, receive: int, cookies: Optional[di
     return asyncio.run(run())
 
 
-def _sync_playwright() -> Any:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "playwright is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true needs it.")
-        pytest.skip(reason)
-    return sync_playwright
-
-
 @contextlib.contextmanager
 def chromium_page() -> Iterator[tuple[Any, list[str]]]:
     """A page of Debian's headless Chromium (and its JavaScript errors), through playwright's sync API.
@@ -89,8 +76,8 @@ def chromium_page() -> Iterator[tuple[Any, list[str]]]:
     refuses ORM calls here meanwhile (``SynchronousOnlyOperation``), so tests
     create their data before and check the database after.
     """
-    chromium = require_binary("chromium")
-    sync_playwright = _sync_playwright()
+    chromium = needs_program("chromium")
+    sync_playwright = needs_module("playwright.sync_api").sync_playwright
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium, args=CHROMIUM_FLAGS, chromium_sandbox=False
