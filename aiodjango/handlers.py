@@ -241,11 +241,11 @@ def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handle
     it is prepared: ``application._response_prepare``).
     """
     view = endpoint.callback
-    where = f"lifted view {endpoint.lookup_str} (URL pattern {endpoint.route!r})"
     check_host, check_origin = request_checks(view)
     # The Host check's fast path, inlined: Host headers already found good.
     good_hosts = check_host.good_hosts if check_host is not None else None
     plan = policies.plan(endpoint, view)
+    where = plan.view.where  # "lifted view <dotted path> (URL pattern '<route>')", in error logs
     # The view with the policies' request halves around it, per kind of method.
     safe_call, unsafe_call = plan.safe_call, plan.unsafe_call
     # SECURE_PROXY_SSL_HEADER: the request as Django sees its scheme.

@@ -266,6 +266,15 @@ async def test_413_by_content_length_before_any_thread(aiohttp_client, caplog):
     assert resp.status == 200 and calls == [1]
 
 
+def expecting_app(app, **options):
+    """``app`` behind a bridge whose route has the bridge's expect_handler."""
+    bridge = WSGIBridge(app, **options)
+    aio = web.Application()
+    aio.router.add_route("*", "/{tail:.*}", bridge.handle, expect_handler=bridge.expect_handler)
+    aio.on_cleanup.append(lambda app: bridge.shutdown())
+    return aio
+
+
 async def test_413_before_100_continue(aiohttp_client):
     calls = []
 
@@ -273,11 +282,7 @@ async def test_413_before_100_continue(aiohttp_client):
         calls.append(1)
         return simple()(environ, start_response)
 
-    bridge = WSGIBridge(app, max_request_body_size=1000)
-    app_ = web.Application()
-    app_.router.add_route("*", "/{tail:.*}", bridge.handle, expect_handler=bridge.expect_handler)
-    app_.on_cleanup.append(lambda app: bridge.shutdown())
-    client = await aiohttp_client(app_)
+    client = await aiohttp_client(expecting_app(app, max_request_body_size=1000))
     reader, writer = await asyncio.open_connection(client.host, client.port)
     try:
         writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
@@ -308,11 +313,7 @@ async def test_header_flood_refused_before_100_continue(aiohttp_client):
         calls.append(1)
         return simple()(environ, start_response)
 
-    bridge = WSGIBridge(app, max_request_fields=20)
-    app_ = web.Application()
-    app_.router.add_route("*", "/{tail:.*}", bridge.handle, expect_handler=bridge.expect_handler)
-    app_.on_cleanup.append(lambda app: bridge.shutdown())
-    client = await aiohttp_client(app_)
+    client = await aiohttp_client(expecting_app(app, max_request_fields=20))
     flood = b"".join(b"X-Field-%d: v\r\n" % n for n in range(25))
     # (The bridge's 400s for ambiguous requests are aiohttp 3.14's own parser errors.)
     reader, writer = await asyncio.open_connection(client.host, client.port)

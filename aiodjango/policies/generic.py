@@ -130,29 +130,29 @@ class RunPolicy(Policy):
 
 
 
+def _awaitable(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method``, or a synchronous one run in the request's thread (Django's async mode)."""
+    if iscoroutinefunction(method):
+        return method
+    return sync_to_async(method, thread_sensitive=True)
+
+
 class ViewMiddleware:
     """What the middleware run around lifted views do next to the view itself:
     ``process_view`` just before it, ``process_exception`` when it raises."""
 
     def __init__(self, policies: list[RunPolicy]) -> None:
-        self.calls = []
-        for policy in policies:
-            process_view = policy.process_view
-            if process_view is None:
-                continue
-            if not iscoroutinefunction(process_view):
-                process_view = sync_to_async(process_view, thread_sensitive=True)
-            self.calls.append((process_view, policy.where))
-        # Django calls them in reverse MIDDLEWARE order, in the request's
-        # thread (an async one is awaited here).
-        self.exception_calls = []
-        for policy in reversed(policies):
-            process_exception = policy.process_exception
-            if process_exception is None:
-                continue
-            if not iscoroutinefunction(process_exception):
-                process_exception = sync_to_async(process_exception, thread_sensitive=True)
-            self.exception_calls.append((process_exception, policy.where))
+        self.calls = [
+            (_awaitable(policy.process_view), policy.where)
+            for policy in policies
+            if policy.process_view is not None
+        ]
+        # Django calls these in reverse MIDDLEWARE order.
+        self.exception_calls = [
+            (_awaitable(policy.process_exception), policy.where)
+            for policy in reversed(policies)
+            if policy.process_exception is not None
+        ]
 
     def wrap(self, view: ViewInfo, inner: Call) -> Call:
         calls = self.calls
