@@ -19,7 +19,7 @@ from .conf import conf
 from .db import close_idle_threads, current_context
 from .handlers import make_handler
 from .policies import PLAN_ATTR, Policies
-from .wsgi.bridge import _NO_CONTENT_TYPE, strip_invented_content_type
+from .wsgi.bridge import NO_CONTENT_TYPE, strip_invented_content_type
 from .routing import FallbackResource, LiftedRoutes
 
 
@@ -130,7 +130,7 @@ def _response_prepare(headers: bool) -> Callable[..., Any]:
                     plan = getattr(request.match_info.handler, PLAN_ATTR, None)  # type: ignore[attr-defined]
                     if plan is not None:
                         plan.respond(request, response)
-        elif type(response) in _NO_CONTENT_TYPE:
+        elif type(response) in NO_CONTENT_TYPE:
             strip_invented_content_type(response)  # the WSGI bridge's responses
 
     return on_response_prepare

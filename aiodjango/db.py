@@ -282,7 +282,7 @@ class _Pool:
         self.idle: list[_Thread] = []  # last in, first out: warm connections first
         self.size = 0  # threads started and not ended: idle + lent
         # Lent threads, referenced here: a thread must outlive a request that
-        # vanished holding it (see RequestContext.__del__).
+        # vanished holding it (see _HoldingContext.__del__).
         self.lent: set[_Thread] = set()
         self.waiters: deque[_Waiter] = deque()
         self.generation = 0

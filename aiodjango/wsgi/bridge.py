@@ -447,7 +447,8 @@ class WSGIBridge:
             self._pool = None
 
 
-_NO_CONTENT_TYPE = (NoContentType, NoContentTypeResponse)
+#: The bridge's response classes for apps that set no Content-Type (aiohttp invents one).
+NO_CONTENT_TYPE = (NoContentType, NoContentTypeResponse)
 
 
 def strip_invented_content_type(response: web.StreamResponse) -> None:
@@ -456,7 +457,7 @@ def strip_invented_content_type(response: web.StreamResponse) -> None:
     For ``on_response_prepare`` (:meth:`WSGIBridge.setup` registers it).
     """
     # type(), not isinstance(): responses are ABCs, whose isinstance() is slow.
-    if type(response) in _NO_CONTENT_TYPE:
+    if type(response) in NO_CONTENT_TYPE:
         response.headers.popall(CONTENT_TYPE, None)
 
 
