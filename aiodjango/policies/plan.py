@@ -275,10 +275,6 @@ class ViewPlan:
         self.fixed_http = policies.fixed(False)
         self.fixed_https = policies.fixed(True)
         self.check_secure = self.fixed_http != self.fixed_https
-        #: The headers to set where absent, if that is all :meth:`respond` can do.
-        self.fixed_only = (
-            self.fixed_http if not (self.uses_runs or self.marks or self.check_secure) else None
-        )
 
     def respond(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
         """The response phase of the header policies, for ``response``."""
