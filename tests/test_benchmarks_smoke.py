@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.needs import needs_program
+from tests.support.servers import is_running
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 TIMEOUT = 120  # seconds; the run itself takes 5-20 (server start-up is most of it)
@@ -79,13 +80,6 @@ def test_runs_and_writes_results(tmp_path):
     for pid in pids:
         assert not is_running(pid), pid
 
-
-def is_running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_same_bytes_anchor_sends_the_headers_of_a_lifted_view(aiohttp_client, settings):

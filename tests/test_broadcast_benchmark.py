@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.needs import needs_program
+from tests.support.servers import is_running
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +42,3 @@ def test_broadcast_benchmark_runs_and_stops_everything(tmp_path):
     for pid in pids:
         assert not is_running(pid), pid
 
-
-def is_running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

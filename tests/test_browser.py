@@ -11,19 +11,10 @@ import pytest
 
 from tests.example_servers import ADMIN, ADMIN_PASSWORD, db_with_admin, gunicorn
 from tests.support.needs import needs_module, needs_program
+from tests.support.servers import CHROMIUM_FLAGS, WAIT_MS
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 10_000
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import logging
 import threading
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 from django.core import signals
 from django.db import connections
@@ -13,22 +12,11 @@ from django.db.backends.signals import connection_created
 
 from aiodjango.db import LiftedHandler, close_idle_threads
 
-from .support.db import db_threads, open_db_files, poll
+from .support.db import baseline, conn_max_age, db_threads, open_db_files, poll  # noqa: F401 (fixtures)
 
 pytest_plugins = ["aiodjango.testing"]  # aio_app, aio_client
 
 pytestmark = [pytest.mark.urls("tests.citizens_urls"), pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-async def baseline():
-    """One user; every connection closed; the pool emptied before and after."""
-    await close_idle_threads()
-    await sync_to_async(User.objects.create_user)("ada")
-    await sync_to_async(connections.close_all)()
-    yield open_db_files()
-    await close_idle_threads()
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
@@ -42,18 +30,6 @@ def created():
     connection_created.connect(receiver)
     yield opened
     connection_created.disconnect(receiver)
-
-
-@pytest.fixture
-def conn_max_age():
-    database = connections.settings["default"]
-    before = database.get("CONN_MAX_AGE", 0)
-
-    def set_to(value):
-        database["CONN_MAX_AGE"] = value
-
-    yield set_to
-    database["CONN_MAX_AGE"] = before
 
 
 async def fetch_users(client, count, concurrency):

@@ -30,7 +30,8 @@ from aiodjango.db import (
     current_context,
 )
 
-from .support.db import db_threads, open_db_files
+from .support.db import conn_max_age, db_threads, open_db_files  # noqa: F401 (a fixture)
+from .support.db import poll as support_poll
 
 pytest_plugins = ["aiodjango.testing"]  # aio_app, aio_client
 
@@ -209,14 +210,8 @@ def lent():
 
 
 async def poll(probe, timeout=WAIT):
-    """Whether ``probe()`` became true within ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not probe():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
+    """:func:`tests.support.db.poll`, bounded by this module's WAIT."""
+    return await support_poll(probe, timeout)
 
 
 @pytest.fixture
@@ -233,18 +228,6 @@ async def baseline():
         PROBE.gate.set()
         await close_idle_threads()
         await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-def conn_max_age():
-    database = connections.settings["default"]
-    before = database.get("CONN_MAX_AGE", 0)
-
-    def set_to(value):
-        database["CONN_MAX_AGE"] = value
-
-    yield set_to
-    database["CONN_MAX_AGE"] = before
 
 
 class Created(list):

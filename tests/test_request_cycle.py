@@ -21,23 +21,12 @@ from django.http import Http404, HttpRequest
 
 from aiodjango import get_aio_application
 from aiodjango.auth import get_session
-from aiodjango.db import LiftedHandler, close_idle_threads
+from aiodjango.db import LiftedHandler
 from aiodjango.handlers import django_request_cycle, django_request_cycle_middleware
 
-from .support.db import open_db_files
+from .support.db import baseline, open_db_files  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.urls("tests.citizens_urls"), pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-async def baseline():
-    """One user; every connection closed; the pool emptied before and after."""
-    await close_idle_threads()
-    await sync_to_async(User.objects.create_user)("ada")
-    await sync_to_async(connections.close_all)()
-    yield open_db_files()
-    await close_idle_threads()
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

@@ -12,18 +12,8 @@ from typing import Any, Iterator, Optional
 import aiohttp
 
 from tests.support.needs import needs_module, needs_program
+from tests.support.servers import CHROMIUM_FLAGS, WAIT_MS
 
-# Debian's Chromium (bash .ci/system-deps); playwright's own download is never used.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 10_000
 TIMEOUT = 10.0
 
 
