@@ -29,6 +29,7 @@ from aiodjango.broadcast import (
 )
 from aiodjango.broadcast.backends.memory import MemoryBroadcast
 from aiodjango.checks import check_broadcast_settings
+from tests.support.broadcast import publish_from_threads, take
 
 pytest_plugins = ["aiodjango.testing"]  # AioClient for the Django-test case below
 
@@ -43,13 +44,6 @@ async def memory():
         yield broadcast
     finally:
         await broadcast.close()
-
-
-async def take(subscription, count: int, timeout: float = 5.0) -> list:
-    async def collect():
-        return [await subscription.__anext__() for _ in range(count)]
-
-    return await asyncio.wait_for(collect(), timeout)
 
 
 # Delivery ---------------------------------------------------------------------
@@ -275,19 +269,7 @@ async def test_a_broadcast_serves_one_running_loop_at_a_time(memory):
 
 async def test_publish_sync_from_threads_reaches_the_loop_in_order(memory):
     async with memory.subscribe("a", queue_size=1000) as messages:
-
-        def worker(name):
-            for n in range(100):
-                memory.publish_sync("a", [name, n])
-
-        threads = [threading.Thread(target=worker, args=(name,)) for name in "xyz"]
-        for thread in threads:
-            thread.start()
-        received = await take(messages, 300)
-        for thread in threads:
-            await asyncio.to_thread(thread.join, 10)
-    for name in "xyz":
-        assert [n for who, n in received if who == name] == list(range(100))
+        await publish_from_threads(memory, "a", "xyz", messages)
 
 
 async def test_publish_sync_on_the_event_loop_thread_is_refused(memory):

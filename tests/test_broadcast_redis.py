@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import signal
-import threading
 
 import pytest
 
@@ -18,6 +17,7 @@ from aiodjango.broadcast import BroadcastUnavailable, publish_sync
 from aiodjango.broadcast.backends.redis import RedisBroadcast
 from tests.broadcast_project.harness import redis_server
 from tests.example_servers import free_port
+from tests.support.broadcast import publish_from_threads, take
 from tests.support.needs import needs_module
 
 pytestmark = pytest.mark.slow
@@ -68,13 +68,6 @@ def connections(server, kind: str) -> int:
     """Clients of ``server`` named aiodjango:broadcast:<alias>:<kind>."""
     with redis_client(server) as client:
         return sum(1 for c in client.client_list() if c.get("name", "").endswith(":" + kind))
-
-
-async def take(subscription, count: int = 1, timeout: float = 5.0) -> list:
-    async def collect():
-        return [await subscription.__anext__() for _ in range(count)]
-
-    return await asyncio.wait_for(collect(), timeout)
 
 
 async def wait_until(predicate, timeout: float = 10.0) -> None:
@@ -129,19 +122,7 @@ async def test_subscribe_unsubscribe_races_leave_redis_consistent(make, server):
 async def test_publish_sync_from_a_thread_goes_through_the_loop(make):
     broadcast = make()
     async with broadcast.subscribe("a", queue_size=500) as messages:
-
-        def worker(name):
-            for n in range(100):
-                broadcast.publish_sync("a", [name, n])
-
-        threads = [threading.Thread(target=worker, args=(name,)) for name in "xy"]
-        for thread in threads:
-            thread.start()
-        received = await take(messages, 200)
-        for thread in threads:
-            await asyncio.to_thread(thread.join, 10)
-    for name in "xy":
-        assert [n for who, n in received if who == name] == list(range(100))
+        await publish_from_threads(broadcast, "a", "xy", messages)
 
 
 async def test_publish_sync_without_a_loop_uses_a_short_connection(make, settings, server):

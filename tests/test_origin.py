@@ -7,7 +7,7 @@ is the oracle for which origins pass.
 import logging
 
 import pytest
-from aiohttp import WSServerHandshakeError, web
+from aiohttp import web
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
 from django.test import RequestFactory
@@ -15,6 +15,7 @@ from django.urls import path
 
 from aiodjango import get_aio_application
 from aiodjango.security import check_host
+from tests.support.websocket import handshake
 
 
 async def echo(request):
@@ -45,26 +46,6 @@ def site(settings):
     settings.ALLOWED_HOSTS = ["www.example.com", "api.example.com", "127.0.0.1"]
     settings.CSRF_TRUSTED_ORIGINS = ["https://partner.example", "https://*.trusted.example"]
     return settings
-
-
-async def handshake(client, origin, host=None, proto=None, path="/ws/"):
-    headers = {}
-    if origin is not None:
-        headers["Origin"] = origin
-    if host is not None:
-        headers["Host"] = host
-    if proto is not None:
-        headers["X-Forwarded-Proto"] = proto
-    try:
-        ws = await client.ws_connect(path, headers=headers)
-    except WSServerHandshakeError as exc:
-        return exc.status
-    try:
-        await ws.send_str("ping")
-        assert await ws.receive_str(timeout=5) == "echo: ping"
-    finally:
-        await ws.close()
-    return 101
 
 
 def refusal(caplog):

@@ -8,6 +8,7 @@ from aiohttp import WSServerHandshakeError
 
 from aiodjango import get_aio_application
 from aiodjango.security import check_host, check_origin
+from tests.support.websocket import handshake
 
 pytestmark = pytest.mark.urls("tests.citizens_urls")
 
@@ -132,24 +133,10 @@ async def test_debug_shows_the_reason(aiohttp_client, settings, caplog):
 # -- websocket Origin ----------------------------------------------------------
 
 
-async def _handshake(client, path, origin):
-    headers = {} if origin is None else {"Origin": origin}
-    try:
-        ws = await client.ws_connect(path, headers=headers)
-    except WSServerHandshakeError as exc:
-        return exc.status
-    try:
-        await ws.send_str("ping")
-        assert await ws.receive_str(timeout=5) == "echo: ping"
-    finally:
-        await ws.close()
-    return 101
-
-
 async def test_foreign_origin_gets_403_and_a_log_line_saying_why(aiohttp_client, caplog):
     client = await serve(aiohttp_client)
     with caplog.at_level(logging.WARNING, "django.security.csrf"):
-        assert await _handshake(client, "/citizens/ws/echo/", "https://evil.example") == 403
+        assert await handshake(client, "https://evil.example", path="/citizens/ws/echo/") == 403
     (record,) = records(caplog, "django.security.csrf")
     message = record.getMessage()
     assert "websocket handshake refused" in message
@@ -179,7 +166,7 @@ async def test_origins_allowed_and_refused(aiohttp_client, caplog):
         "http://[bad": 403,
     }
     for origin, expected in cases.items():
-        assert await _handshake(client, "/citizens/ws/echo/", origin) == expected, origin
+        assert await handshake(client, origin, path="/citizens/ws/echo/") == expected, origin
     # Plain HTTP requests are not checked (CSRF is csrf_protect's business).
     r = await client.get("/citizens/hello/", headers={"Origin": "https://evil.example"})
     assert r.status == 200
@@ -189,28 +176,28 @@ async def test_csrf_trusted_origins_allow(aiohttp_client, settings):
     settings.CSRF_TRUSTED_ORIGINS = ["https://*.trusted.example", "https://exact.example:8443"]
     client = await serve(aiohttp_client)
     path = "/citizens/ws/echo/"
-    assert await _handshake(client, path, "https://a.trusted.example") == 101
-    assert await _handshake(client, path, "https://trusted.example") == 101
-    assert await _handshake(client, path, "https://exact.example:8443") == 101
-    assert await _handshake(client, path, "http://a.trusted.example") == 403
-    assert await _handshake(client, path, "https://exact.example") == 403
+    assert await handshake(client, "https://a.trusted.example", path=path) == 101
+    assert await handshake(client, "https://trusted.example", path=path) == 101
+    assert await handshake(client, "https://exact.example:8443", path=path) == 101
+    assert await handshake(client, "http://a.trusted.example", path=path) == 403
+    assert await handshake(client, "https://exact.example", path=path) == 403
 
 
 async def test_star_allowed_hosts_allows_the_same_host_only(aiohttp_client, settings):
     settings.ALLOWED_HOSTS = ["*"]
     client = await serve(aiohttp_client)
     path = "/citizens/ws/echo/"
-    assert await _handshake(client, path, f"http://127.0.0.1:{client.port}") == 101
-    assert await _handshake(client, path, "https://evil.example") == 403
-    assert await _handshake(client, path, "http://localhost") == 403
+    assert await handshake(client, f"http://127.0.0.1:{client.port}", path=path) == 101
+    assert await handshake(client, "https://evil.example", path=path) == 403
+    assert await handshake(client, "http://localhost", path=path) == 403
 
 
 async def test_origin_check_switched_off_globally_and_per_view(aiohttp_client, settings):
     client = await serve(aiohttp_client)
-    assert await _handshake(client, "/citizens/ws/public/", "https://evil.example") == 101
+    assert await handshake(client, "https://evil.example", path="/citizens/ws/public/") == 101
     settings.AIODJANGO_CHECK_ORIGIN = False
     client = await serve(aiohttp_client)
-    assert await _handshake(client, "/citizens/ws/echo/", "https://evil.example") == 101
+    assert await handshake(client, "https://evil.example", path="/citizens/ws/echo/") == 101
 
 
 def test_switch_decorators():
@@ -236,8 +223,8 @@ async def test_origin_checked_when_on_for_the_view_only(aiohttp_client, settings
     finally:
         if original is None:
             del citizens_views.echo_ws._aiodjango_check_origin
-    assert await _handshake(client, "/citizens/ws/echo/", "https://evil.example") == 403
-    assert await _handshake(client, "/citizens/ws/echo/", f"http://127.0.0.1:{client.port}") == 101
+    assert await handshake(client, "https://evil.example", path="/citizens/ws/echo/") == 403
+    assert await handshake(client, f"http://127.0.0.1:{client.port}", path="/citizens/ws/echo/") == 101
 
 
 
