@@ -4,7 +4,7 @@ import django
 import pytest
 from django.core.checks import Warning, run_checks
 
-from aiodjango.checks import check_allowed_hosts, check_db_threads, check_django_decorated_coroutines
+from aiodjango.checks import check_allowed_hosts, check_django_decorated_coroutines
 from tests import citizens_urls
 
 
@@ -52,13 +52,3 @@ def test_empty_allowed_hosts_without_debug(settings):
     assert check_allowed_hosts() == []
 
 
-def test_db_threads_setting(settings):
-    assert check_db_threads() == []
-    for value in (1, 32):
-        settings.AIODJANGO_DB_THREADS = value
-        assert check_db_threads() == []
-    for value in (0, -1, "8", 2.5, True, None):
-        settings.AIODJANGO_DB_THREADS = value
-        (error,) = check_db_threads()
-        assert error.id == "aiodjango.E010"
-        assert repr(value) in error.msg
